@@ -1,0 +1,44 @@
+# One source of installs: the Dockerfile runs the same pip lines against the
+# same constraints file, so what `make test` proves is what the image ships.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/pip install --disable-pip-version-check -q -c requirements/constraints.txt
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: install serve test lint train classifier bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml requirements/constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) --upgrade pip setuptools wheel
+	$(PIP) -e ".[train,redis,test]"
+	touch $@
+
+serve: install
+	$(BIN)/uvicorn --factory app.main:create_app --host $(HOST) --port $(PORT)
+
+lint: install
+	$(BIN)/ruff check app training tests
+	$(BIN)/ruff format --check app training tests
+	$(BIN)/mypy
+
+test: install lint
+	$(BIN)/pytest
+
+# The committed evaluation classifier, then the two committed models.
+# Each run's exact config lands in its manifest.
+classifier: install
+	$(BIN)/python -m training classifier --out training/classifier
+
+train: install
+	$(BIN)/python -m training train --config training/configs/paper.toml --name mnist-gan --out models/
+	$(BIN)/python -m training train --config training/configs/cdcgan.toml --name mnist-cdcgan --out models/
+
+bench: install
+	$(BIN)/python -m benchmarks.serving
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache runs

@@ -1,0 +1,50 @@
+"""Typed dependencies: what a handler may ask for, and the admin check."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from app.errors import Unauthorized
+from app.metrics import Metrics
+from app.pool import ModelPool
+from app.registry import Repository
+from app.settings import Settings
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.state.settings
+    return settings
+
+
+def get_pool(request: Request) -> ModelPool:
+    pool: ModelPool = request.state.pool
+    return pool
+
+
+def get_metrics(request: Request) -> Metrics:
+    metrics: Metrics = request.state.metrics
+    return metrics
+
+
+def get_repo(request: Request) -> Repository:
+    repo: Repository = request.state.repo
+    return repo
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+PoolDep = Annotated[ModelPool, Depends(get_pool)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+RepoDep = Annotated[Repository, Depends(get_repo)]
+
+
+def require_admin(request: Request, settings: SettingsDep) -> None:
+    """Bearer GAN_API_KEY, compared in constant time; open when no key is set."""
+    if settings.api_key is None:
+        return
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    expected = settings.api_key.get_secret_value().encode()
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), expected):
+        raise Unauthorized("this route needs 'Authorization: Bearer <GAN_API_KEY>'")

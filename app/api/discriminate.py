@@ -1,0 +1,177 @@
+"""POST /v1/discriminate: D's verdict on uploaded images (multipart, base64 JSON or npy)."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from typing import Annotated
+
+import numpy as np
+from fastapi import APIRouter, Query, Request, Response
+from pydantic import ValidationError
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException
+
+from app import generation, imaging
+from app.api.deps import MetricsDep, PoolDep, SettingsDep
+from app.api.responses import model_headers
+from app.api.schemas import DiscriminateJson, DiscriminateResponse, Score
+from app.errors import BadRequest, InvalidInput, LimitExceeded, UnsupportedMediaType
+from app.pool import LoadedModel
+from app.settings import Settings
+
+router = APIRouter(tags=["discriminate"])
+
+REQUEST_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "images": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                    "labels": {"type": "string", "description": "comma-separated, one per image"},
+                    "resize": {"type": "boolean"},
+                    "model": {"type": "string"},
+                    "version": {"type": "string"},
+                },
+                "required": ["images"],
+            }
+        },
+        "application/json": {"schema": {"$ref": "#/components/schemas/DiscriminateJson"}},
+        "application/x-npy": {
+            "schema": {"type": "string", "format": "binary"},
+            "description": "uint8 [N, H, W, C]; model, version and labels as query parameters",
+        },
+    },
+}
+
+
+@router.post("/v1/discriminate", openapi_extra={"requestBody": REQUEST_BODY})
+async def discriminate(
+    request: Request,
+    pool: PoolDep,
+    settings: SettingsDep,
+    metrics: MetricsDep,
+    model: Annotated[str | None, Query(max_length=64)] = None,
+    version: Annotated[str | None, Query(max_length=64)] = None,
+    labels: Annotated[str | None, Query(description="npy: comma-separated labels")] = None,
+    resize: Annotated[bool, Query()] = False,
+    response: Response,
+) -> DiscriminateResponse:
+    """Probability real and logit per image, from the model's discriminator."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    limits = imaging.DecodeLimits(settings.max_image_bytes, settings.max_pixels)
+    if ctype == "multipart/form-data":
+        form = await _form(request, settings)
+        model = _text(form.get("model")) or model
+        version = _text(form.get("version")) or version
+        labels = _text(form.get("labels")) or labels
+        resize = _flag(_text(form.get("resize")), resize)
+        files = [f for f in form.getlist("images") if isinstance(f, UploadFile)]
+        if not files:
+            raise InvalidInput("attach one or more files in the 'images' field", field="images")
+        loaded = await pool.get(model, version)
+        blobs = [await f.read() for f in files]
+        images = await _decode_all(loaded, blobs, limits, resize, base64=False)
+    elif ctype == "application/json":
+        body = _json_body(await request.body())
+        loaded = await pool.get(body.model, body.version)
+        labels = ",".join(map(str, body.labels)) if body.labels is not None else None
+        _count(len(body.images), settings)
+        images = await _decode_all(loaded, body.images, limits, body.resize, base64=True)
+    elif ctype in ("application/x-npy", "application/octet-stream"):
+        loaded = await pool.get(model, version)
+        raw = imaging.decode_npy(await request.body(), settings.max_upload_bytes)
+        images = generation.check_image_shape(loaded.manifest, raw)
+        _count(len(images), settings)
+    else:
+        raise UnsupportedMediaType(
+            f"content type {ctype or '(none)'!r}: send multipart/form-data, application/json "
+            "or application/x-npy"
+        )
+    parsed = _labels(labels)
+    logits = await generation.discriminate(loaded, images, parsed)
+    response.headers.update(model_headers(loaded))
+    metrics.images_scored.labels(loaded.name, str(loaded.version)).inc(len(images))
+    return DiscriminateResponse(
+        model=loaded.name,
+        version=loaded.version,
+        results=[Score(probability_real=_sigmoid(x), logit=float(x)) for x in logits.tolist()],
+    )
+
+
+async def _form(request: Request, settings: Settings):  # type: ignore[no-untyped-def]
+    try:
+        return await request.form(
+            max_files=settings.max_files,
+            max_fields=16,
+            max_part_size=settings.max_image_bytes,
+        )
+    except MultiPartException as e:
+        raise BadRequest(f"malformed multipart body: {e.message}") from e
+
+
+def _json_body(raw: bytes) -> DiscriminateJson:
+    try:
+        return DiscriminateJson.model_validate_json(raw)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or None
+        raise InvalidInput(f"{where or 'body'}: {first['msg']}", field=where) from e
+
+
+def _count(n: int, settings: Settings) -> None:
+    if n > settings.max_files:
+        raise LimitExceeded(f"{n} images is over the limit of {settings.max_files}", field="images")
+
+
+async def _decode_all(
+    model: LoadedModel,
+    blobs: list[bytes] | list[str],
+    limits: imaging.DecodeLimits,
+    resize: bool,
+    *,
+    base64: bool,
+) -> np.ndarray:
+    c, h, w = model.manifest.image_shape
+    decode = imaging.decode_base64_image if base64 else imaging.decode_image
+
+    def run() -> np.ndarray:
+        out = []
+        for i, blob in enumerate(blobs):
+            try:
+                out.append(decode(blob, limits=limits, channels=c, size=(h, w), resize=resize))  # type: ignore[arg-type]
+            except BadRequest as e:
+                e.detail = f"image {i}: {e.detail}"
+                raise
+        return np.stack(out)
+
+    return await asyncio.to_thread(run)
+
+
+def _labels(text: str | None) -> list[int] | None:
+    if text is None or text == "":
+        return None
+    try:
+        return [int(x) for x in text.split(",")]
+    except ValueError as e:
+        raise InvalidInput("labels must be comma-separated integers", field="labels") from e
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _flag(value: str | None, default: bool) -> bool:
+    if value is None:
+        return default
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise InvalidInput(f"resize must be true or false, got {value!r}", field="resize")
+
+
+def _sigmoid(x: float) -> float:
+    return 1 / (1 + math.exp(-x)) if x >= 0 else math.exp(x) / (1 + math.exp(x))

@@ -1,0 +1,65 @@
+"""The model repository over HTTP: list, inspect, promote and roll back."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Depends, Path
+
+from app.api.deps import PoolDep, RepoDep, require_admin
+from app.api.schemas import AliasUpdate, ModelDetail, ModelName, ModelSummary
+from app.errors import NotFound
+from app.registry import Repository, check_name
+
+router = APIRouter(tags=["models"])
+NamePath = Path(max_length=64)
+
+
+@router.get("/v1/models")
+async def list_models(repo: RepoDep, pool: PoolDep) -> list[ModelSummary]:
+    return await asyncio.to_thread(_summaries, repo, pool.serving_versions())
+
+
+@router.get("/v1/models/{name}")
+async def get_model(name: str, repo: RepoDep, pool: PoolDep) -> ModelDetail:
+    """Every version's manifest (metrics, training config, sha256s), and the aliases."""
+    return await asyncio.to_thread(_detail, repo, check_name(name), pool.serving_versions())
+
+
+@router.put("/v1/models/{name}/aliases/{alias}", dependencies=[Depends(require_admin)])
+async def set_alias(
+    name: ModelName, alias: ModelName, body: AliasUpdate, repo: RepoDep, pool: PoolDep
+) -> dict[str, object]:
+    """Point an alias at a version: ``production`` promotes or rolls back what is served."""
+    await asyncio.to_thread(repo.set_alias, name, alias, body.version)
+    await pool.refresh()  # this replica now; the others on their next poll
+    return {"name": name, "alias": alias, "version": body.version}
+
+
+def _summaries(repo: Repository, serving: dict[str, int | None]) -> list[ModelSummary]:
+    out = []
+    for name in repo.models():
+        versions = repo.versions(name)
+        manifest = repo.manifest(name, versions[-1]) if versions else None
+        out.append(
+            ModelSummary(
+                name=name,
+                versions=versions,
+                aliases=repo.aliases(name),
+                serving_version=serving.get(name),
+                architecture=manifest.architecture if manifest else None,
+                conditional=manifest.conditional if manifest else None,
+            )
+        )
+    return out
+
+
+def _detail(repo: Repository, name: str, serving: dict[str, int | None]) -> ModelDetail:
+    if name not in repo.models():
+        raise NotFound(f"no model named {name!r}", field="name")
+    return ModelDetail(
+        name=name,
+        aliases=repo.aliases(name),
+        serving_version=serving.get(name),
+        versions=[repo.manifest(name, v).to_dict() for v in repo.versions(name)],
+    )

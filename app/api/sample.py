@@ -1,0 +1,131 @@
+"""POST /v1/sample and GET /v1/sample.png: images from seeds."""
+
+from __future__ import annotations
+
+import base64
+from typing import Annotated
+
+import numpy as np
+from fastapi import APIRouter, Query, Response
+
+from app import generation, imaging
+from app.api.deps import MetricsDep, PoolDep, SettingsDep
+from app.api.responses import binary, model_headers, off_loop
+from app.api.schemas import SampleItem, SampleRequest, SampleResponse, Seed
+from app.errors import InvalidInput, LimitExceeded
+from app.latent import request_seeds
+
+router = APIRouter(tags=["sample"])
+
+PNG_GRID = {"description": "one PNG, or a grid of n", "content": {"image/png": {}}}
+RESPONSES: dict[int | str, dict[str, object]] = {
+    200: {
+        "description": "png: an image or a grid; json: base64 PNGs with seeds and labels; "
+        "npy: uint8 [N, H, W, C]; zip: PNGs and manifest.json",
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/SampleResponse"}},
+            "image/png": {},
+            "application/x-npy": {},
+            "application/zip": {},
+        },
+    }
+}
+
+
+@router.post("/v1/sample", responses=RESPONSES, response_model=None)
+async def sample(
+    body: SampleRequest,
+    pool: PoolDep,
+    settings: SettingsDep,
+    metrics: MetricsDep,
+    response: Response,
+) -> Response | SampleResponse:
+    """Generate n images; a seed names one image, whatever the batch it is drawn in."""
+    if body.n > settings.max_n:
+        raise LimitExceeded(f"n={body.n} is over the limit of {settings.max_n}", field="n")
+    generation.check_truncation(body.truncation, settings.min_truncation)
+    model = await pool.get(body.model, body.version)
+    try:
+        seeds = request_seeds(body.n, body.seed, body.seeds)
+    except ValueError as e:
+        raise InvalidInput(str(e), field="seed") from e
+    out = await generation.sample(model, seeds, body.labels, body.truncation)
+    metrics.images_generated.labels(model.name, str(model.version)).inc(len(seeds))
+    headers = _seed_headers(out)
+    if body.format == "npy":
+        return binary(imaging.encode_npy(out.images), "npy", model, headers)
+    if body.format == "png":
+        png = await off_loop(_png, out.images, body.cols)
+        return binary(png, "png", model, headers)
+    if body.format == "zip":
+        return binary(await off_loop(_zip, out, model.name, model.version), "zip", model, headers)
+    items = await off_loop(_items, out, body.return_latents)
+    response.headers.update(model_headers(model))
+    return SampleResponse(model=model.name, version=model.version, images=items)
+
+
+@router.get("/v1/sample.png", responses={200: PNG_GRID}, response_class=Response)
+async def sample_png(
+    pool: PoolDep,
+    settings: SettingsDep,
+    metrics: MetricsDep,
+    model: Annotated[str | None, Query(max_length=64)] = None,
+    version: Annotated[str | None, Query(max_length=64)] = None,
+    n: Annotated[int, Query(ge=1)] = 1,
+    seed: Annotated[Seed | None, Query()] = None,
+    label: Annotated[int | None, Query()] = None,
+    truncation: Annotated[float | None, Query(gt=0)] = None,
+    cols: Annotated[int | None, Query(ge=1, le=1024)] = None,
+) -> Response:
+    """The same images as POST /v1/sample with format=png, for an ``<img src>``."""
+    body = SampleRequest(
+        model=model,
+        version=version,
+        n=n,
+        seed=seed,
+        labels=label,
+        truncation=truncation,
+        cols=cols,
+        format="png",
+    )
+    png = await sample(body, pool, settings, metrics, Response())
+    assert isinstance(png, Response)
+    return png
+
+
+def _seed_headers(out: generation.Samples) -> dict[str, str]:
+    headers = {"X-Seed": str(out.seeds[0]), "X-Count": str(len(out.seeds))}
+    if out.labels is not None:
+        headers["X-Labels"] = ",".join(map(str, out.labels.tolist()))
+    return headers
+
+
+def _png(images: np.ndarray, cols: int | None) -> bytes:
+    if len(images) == 1:
+        return imaging.encode_png(images[0])
+    return imaging.encode_png(imaging.grid(images, cols=cols))
+
+
+def _zip(out: generation.Samples, name: str, version: int) -> bytes:
+    names = [f"{i:05d}-seed{s}.png" for i, s in enumerate(out.seeds)]
+    manifest = {
+        "model": name,
+        "version": version,
+        "images": [
+            {"file": f, "seed": s, "label": None if out.labels is None else int(out.labels[i])}
+            for i, (f, s) in enumerate(zip(names, out.seeds, strict=True))
+        ],
+    }
+    return imaging.encode_zip(out.images, names, manifest)
+
+
+def _items(out: generation.Samples, with_latents: bool) -> list[SampleItem]:
+    return [
+        SampleItem(
+            seed=s,
+            label=None if out.labels is None else int(out.labels[i]),
+            png=base64.b64encode(imaging.encode_png(out.images[i])).decode(),
+            latent=out.z[i].tolist() if with_latents else None,
+        )
+        for i, s in enumerate(out.seeds)
+    ]

@@ -1,0 +1,138 @@
+"""Request and response bodies. Field constraints here are the API's first line of validation;
+limits that come from settings are checked in the handlers (they vary per deployment)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Seed = Annotated[int, Field(ge=0, le=2**63 - 1)]
+ModelName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9._-]*$")]
+VersionRef = Annotated[
+    str | int | None,
+    Field(description="a version number, an alias (production, latest, ...); default production"),
+]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SampleRequest(_Body):
+    model: ModelName | None = Field(None, description="default: GAN_DEFAULT_MODEL or the first")
+    version: VersionRef = None
+    n: int = Field(1, ge=1, description="number of images (at most GAN_MAX_N)")
+    seed: Seed | None = Field(None, description="image i uses seed + i")
+    seeds: list[Seed] | None = Field(None, description="one seed per image (overrides n)")
+    labels: int | list[int] | None = Field(
+        None,
+        description="conditional models: one label for all, or one per image; "
+        "default: label = seed mod num_classes",
+    )
+    truncation: float | None = Field(None, gt=0, description="resample |z| components above it")
+    format: Literal["png", "json", "npy", "zip"] = "png"
+    cols: int | None = Field(None, ge=1, le=1024, description="png grid columns")
+    return_latents: bool = Field(False, description="json: include each image's z")
+
+    @model_validator(mode="after")
+    def _seeds(self) -> SampleRequest:
+        if self.seeds is not None:
+            if self.seed is not None:
+                raise ValueError("give seed or seeds, not both")
+            if not self.seeds:
+                raise ValueError("seeds must not be empty")
+            if "n" in self.model_fields_set and self.n != len(self.seeds):
+                raise ValueError(f"n={self.n} but {len(self.seeds)} seeds were given")
+            self.n = len(self.seeds)
+        return self
+
+
+class SampleItem(BaseModel):
+    seed: int
+    label: int | None
+    png: str = Field(description="base64 PNG")
+    latent: list[float] | None = None
+
+
+class SampleResponse(BaseModel):
+    model: str
+    version: int
+    images: list[SampleItem]
+
+
+class Endpoint(_Body):
+    seed: Seed | None = None
+    latent: list[float] | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> Endpoint:
+        if (self.seed is None) == (self.latent is None):
+            raise ValueError("give exactly one of seed or latent")
+        return self
+
+
+class InterpolateRequest(_Body):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    model: ModelName | None = None
+    version: VersionRef = None
+    start: Endpoint = Field(alias="from")
+    end: Endpoint = Field(alias="to")
+    steps: int = Field(8, ge=2, description="frames, both ends included (at most GAN_MAX_STEPS)")
+    method: Literal["lerp", "slerp"] = "slerp"
+    label: int | None = Field(None, ge=0)
+    truncation: float | None = Field(None, gt=0)
+    format: Literal["png", "gif", "webp", "json", "npy"] = "png"
+    duration_ms: int = Field(100, ge=10, le=10_000, description="gif/webp frame time")
+
+
+class Frame(BaseModel):
+    t: float
+    png: str
+
+
+class InterpolateResponse(BaseModel):
+    model: str
+    version: int
+    method: str
+    frames: list[Frame]
+
+
+class DiscriminateJson(_Body):
+    model: ModelName | None = None
+    version: VersionRef = None
+    images: list[str] = Field(min_length=1, description="base64 PNG/JPEG/WebP or data: URLs")
+    labels: list[int] | None = None
+    resize: bool = False
+
+
+class Score(BaseModel):
+    probability_real: float
+    logit: float
+
+
+class DiscriminateResponse(BaseModel):
+    model: str
+    version: int
+    results: list[Score]
+
+
+class AliasUpdate(_Body):
+    version: int = Field(ge=1)
+
+
+class ModelSummary(BaseModel):
+    name: str
+    versions: list[int]
+    aliases: dict[str, int]
+    serving_version: int | None
+    architecture: str | None
+    conditional: bool | None
+
+
+class ModelDetail(BaseModel):
+    name: str
+    aliases: dict[str, int]
+    serving_version: int | None
+    versions: list[dict[str, object]]

@@ -1,0 +1,272 @@
+"""Dynamic batching: concurrent requests for one engine coalesced into one engine call.
+
+One ``Batcher`` sits in front of each engine. Callers ``await submit(inputs)`` with a batch of
+``n`` rows; a single worker task takes waiting requests in arrival order, concatenates them
+along axis 0, runs the engine once in its own thread (never on the event loop), and hands each
+caller back exactly its rows of the output. The queue is bounded in rows, so a burst of traffic
+is answered with ``Overloaded`` (503, Retry-After) rather than with unbounded memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from app.errors import Overloaded
+
+__all__ = ["Batcher", "RunFn"]
+
+logger = logging.getLogger(__name__)
+
+RunFn = Callable[[dict[str, np.ndarray]], np.ndarray]
+"""An engine call: named inputs, each with leading batch axis N -> output with leading axis N."""
+
+# What must agree for two requests to share one engine call: input names, and per input the
+# shape after the batch axis and the dtype. Concatenating anything else would fail, or would
+# silently upcast (int32 labels merged with int64 ones) and change what the engine sees.
+_Signature = tuple[tuple[str, tuple[int, ...], str], ...]
+
+
+@dataclass(eq=False)  # identity equality: deque.remove must find this request, not compare arrays
+class _Request:
+    inputs: dict[str, np.ndarray]
+    rows: int
+    signature: _Signature
+    future: asyncio.Future[np.ndarray]
+    taken: bool = field(default=False)  # left the queue (into a batch, or dropped)
+
+
+class Batcher:
+    """Coalesces concurrent ``submit`` calls into few calls of one engine function.
+
+    The worker takes the first waiting request, then keeps taking waiting requests (in order,
+    while they fit in ``max_batch`` rows) for up to ``max_delay_ms`` after it took the first;
+    ``max_delay_ms=0`` takes only what is already waiting. A request of more than ``max_batch``
+    rows runs alone, never split. With ``enabled=False`` every request runs alone, through the
+    same queue and worker, so ordering and backpressure do not change.
+
+    The queue holds at most ``max_queue`` rows not yet taken by the worker; a submit that would
+    go over raises ``Overloaded``. A request larger than ``max_queue`` is still accepted when
+    nothing is waiting, otherwise it could never run.
+
+    If the engine raises, every caller of that batch gets that exception and the worker goes on.
+    A caller cancelled while queued is dropped before its batch runs; one cancelled while its
+    batch runs just never sees its rows.
+
+    Example::
+
+        batcher = Batcher(engine.run, max_batch=64, max_delay_ms=5, max_queue=1024, name="mnist")
+        await batcher.start()
+        images = await batcher.submit({"z": z, "label": labels})  # z [n, 100], labels [n]
+        await batcher.close()  # refuses new work, finishes what is queued
+    """
+
+    def __init__(
+        self,
+        run: RunFn,
+        *,
+        max_batch: int,
+        max_delay_ms: float,
+        max_queue: int,
+        enabled: bool = True,
+        name: str = "",
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be at least 1, got {max_batch}")
+        if max_delay_ms < 0:
+            raise ValueError(f"max_delay_ms must be 0 or more, got {max_delay_ms}")
+        if max_queue < 1:
+            raise ValueError(f"max_queue must be at least 1, got {max_queue}")
+        self._run = run
+        self._max_batch = max_batch
+        self._max_delay = max_delay_ms / 1000.0
+        self._max_queue = max_queue
+        self._enabled = enabled
+        self._on_batch = on_batch
+        self._label = f"batcher {name}" if name else "batcher"
+        # One thread: the engine must see one call at a time (ONNX Runtime parallelises inside).
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"batcher-{name}")
+        self._queue: deque[_Request] = deque()
+        self._waiting_rows = 0
+        self._arrived = asyncio.Event()
+        self._worker: asyncio.Task[None] | None = None
+        self._closing = False
+
+    @property
+    def queue_depth(self) -> int:
+        """Rows waiting in the queue, not yet taken by the worker."""
+        return self._waiting_rows
+
+    async def start(self) -> None:
+        """Start the worker on the running event loop."""
+        if self._worker is not None or self._closing:
+            raise RuntimeError(f"{self._label} starts once, and not after close()")
+        self._worker = asyncio.get_running_loop().create_task(self._serve(), name=self._label)
+
+    async def close(self) -> None:
+        """Refuse new requests, let queued ones finish, then stop the worker and its thread."""
+        self._closing = True
+        self._arrived.set()  # an idle worker wakes, sees the closed empty queue, and returns
+        if self._worker is not None:
+            # asyncio.wait neither raises the worker's fate nor cancels it if close is cancelled.
+            await asyncio.wait([self._worker])
+        self._executor.shutdown(wait=False)
+
+    async def submit(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        """Run ``inputs`` (arrays sharing a leading batch axis n) and return its n output rows."""
+        rows, signature = _check_inputs(inputs)
+        if self._closing:
+            raise Overloaded(f"{self._label} is shutting down; retry", retry_after=1)
+        if self._worker is None:
+            raise RuntimeError(f"{self._label} is not started; await start() first")
+        if self._waiting_rows and self._waiting_rows + rows > self._max_queue:
+            raise Overloaded(
+                f"{self._label} queue is full ({self._waiting_rows} of {self._max_queue} rows "
+                f"waiting, this request adds {rows}); retry later",
+                retry_after=1,
+            )
+        request = _Request(inputs, rows, signature, asyncio.get_running_loop().create_future())
+        self._queue.append(request)
+        self._waiting_rows += rows
+        self._arrived.set()
+        try:
+            return await request.future
+        except asyncio.CancelledError:
+            # The client went away: free its queue space now and spend no compute on it.
+            if not request.taken:
+                self._queue.remove(request)
+                self._waiting_rows -= rows
+                request.taken = True
+            raise
+
+    async def _serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while (batch := await self._next_batch(loop)) is not None:
+                await self._run_batch(loop, batch)
+        finally:
+            # Reached with work queued only if the worker was cancelled rather than closed:
+            # fail those callers instead of leaving them waiting forever.
+            self._closing = True
+            while self._queue:
+                _settle_error(self._pop(), Overloaded(f"{self._label} stopped; retry"))
+
+    async def _next_batch(self, loop: asyncio.AbstractEventLoop) -> list[_Request] | None:
+        """Wait for a request and gather the batch it heads; None once closed and drained."""
+        while True:
+            self._drop_cancelled()
+            if self._queue:
+                break
+            if self._closing:
+                return None
+            self._arrived.clear()
+            await self._arrived.wait()
+
+        first = self._pop()
+        batch, rows = [first], first.rows
+        if not self._enabled:
+            return batch
+        deadline = loop.time() + self._max_delay
+        while rows < self._max_batch:
+            self._drop_cancelled()
+            if self._queue:
+                head = self._queue[0]
+                # Strict arrival order: a head that does not fit starts the next batch.
+                if rows + head.rows > self._max_batch or head.signature != first.signature:
+                    break
+                batch.append(self._pop())
+                rows += head.rows
+                continue
+            if self._closing:  # nothing more can arrive
+                break
+            self._arrived.clear()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await self._arrived.wait()
+            except TimeoutError:
+                break
+        return batch
+
+    async def _run_batch(self, loop: asyncio.AbstractEventLoop, batch: list[_Request]) -> None:
+        # Callers that gave up while the batch was gathering are dropped before it runs.
+        batch = [request for request in batch if not request.future.done()]
+        if not batch:
+            return
+        rows = sum(request.rows for request in batch)
+        parts = [request.inputs for request in batch]
+        try:
+            output = await loop.run_in_executor(self._executor, _run_merged, self._run, parts, rows)
+        except asyncio.CancelledError:
+            for request in batch:
+                _settle_error(request, Overloaded(f"{self._label} stopped; retry"))
+            raise
+        except Exception as exc:
+            for request in batch:
+                _settle_error(request, exc)
+        else:
+            offset = 0
+            for request in batch:
+                if not request.future.done():  # a cancelled caller's rows are simply dropped
+                    request.future.set_result(output[offset : offset + request.rows])
+                offset += request.rows
+        if self._on_batch is not None:
+            try:
+                self._on_batch(rows)
+            except Exception:
+                # A broken metrics hook must not stop the worker that every caller waits on.
+                logger.exception("%s: on_batch callback failed", self._label)
+
+    def _pop(self) -> _Request:
+        request = self._queue.popleft()
+        request.taken = True
+        self._waiting_rows -= request.rows
+        return request
+
+    def _drop_cancelled(self) -> None:
+        # A cancelled caller normally removes itself; this catches one cancelled but not yet
+        # resumed to do so.
+        while self._queue and self._queue[0].future.done():
+            self._pop()
+
+
+def _check_inputs(inputs: dict[str, np.ndarray]) -> tuple[int, _Signature]:
+    if not inputs:
+        raise ValueError("inputs must name at least one array")
+    for name, array in inputs.items():
+        if not isinstance(array, np.ndarray) or array.ndim == 0:
+            raise ValueError(f"input {name!r} must be a numpy array with a leading batch axis")
+    sizes = {name: array.shape[0] for name, array in inputs.items()}
+    if len(set(sizes.values())) != 1:
+        raise ValueError(f"all inputs must share one leading (batch) dimension, got {sizes}")
+    rows = next(iter(sizes.values()))
+    if rows < 1:
+        raise ValueError("the leading (batch) dimension must be at least 1, got 0")
+    signature = tuple(
+        sorted((name, array.shape[1:], array.dtype.str) for name, array in inputs.items())
+    )
+    return rows, signature
+
+
+def _run_merged(run: RunFn, parts: list[dict[str, np.ndarray]], rows: int) -> np.ndarray:
+    # Runs in the executor thread, so concatenating large inputs never blocks the event loop.
+    if len(parts) == 1:
+        inputs = parts[0]
+    else:
+        inputs = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+    output = run(inputs)
+    if not isinstance(output, np.ndarray) or output.ndim == 0 or output.shape[0] != rows:
+        shape = getattr(output, "shape", type(output).__name__)
+        raise RuntimeError(f"engine returned {shape} for a batch of {rows} rows")
+    return output
+
+
+def _settle_error(request: _Request, error: BaseException) -> None:
+    if not request.future.done():
+        request.future.set_exception(error)

@@ -1,0 +1,134 @@
+"""What the endpoints compute, apart from HTTP: latents, labels, engine calls, uint8 images.
+
+Rules a client can rely on (and reproduce with numpy and ONNX Runtime alone):
+- image i of a request uses seed ``seeds[i]`` (``seed + i`` when one seed is given);
+- a conditional model's label defaults to ``seed % num_classes``, so a seed names one image;
+- truncation resamples, per seed, the latent components beyond the threshold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from app import imaging, latent
+from app.errors import InvalidInput
+from app.pool import LoadedModel
+from app.registry import Manifest
+
+
+@dataclass(frozen=True)
+class Samples:
+    images: np.ndarray  # uint8 [N, H, W, C]
+    seeds: list[int]
+    labels: np.ndarray | None  # int64 [N]
+    z: np.ndarray  # float32 [N, latent_dim]
+
+
+def resolve_labels(
+    manifest: Manifest, seeds: Sequence[int], labels: int | Sequence[int] | None
+) -> np.ndarray | None:
+    if not manifest.conditional:
+        if labels is not None:
+            raise InvalidInput(f"{manifest.name} is unconditional: omit labels", field="labels")
+        return None
+    k = manifest.num_classes
+    if labels is None:
+        return np.asarray([s % k for s in seeds], dtype=np.int64)
+    if isinstance(labels, int):
+        out = np.full(len(seeds), labels, dtype=np.int64)
+    else:
+        if len(labels) != len(seeds):
+            raise InvalidInput(
+                f"{len(labels)} labels for {len(seeds)} images: give one, or one per image",
+                field="labels",
+            )
+        out = np.asarray(labels, dtype=np.int64)
+    if out.size and (out.min() < 0 or out.max() >= k):
+        raise InvalidInput(f"labels must lie in 0..{k - 1} for {manifest.name}", field="labels")
+    return out
+
+
+def check_truncation(truncation: float | None, minimum: float) -> None:
+    # Resampling cost grows as the threshold shrinks; a floor keeps it bounded.
+    if truncation is not None and truncation < minimum:
+        raise InvalidInput(f"truncation must be at least {minimum}", field="truncation")
+
+
+async def sample(
+    model: LoadedModel,
+    seeds: Sequence[int],
+    labels: int | Sequence[int] | None,
+    truncation: float | None,
+) -> Samples:
+    m = model.manifest
+    y = resolve_labels(m, seeds, labels)
+    z = latent.latents(seeds, m.latent.dim, m.latent.prior, truncation)  # type: ignore[arg-type]
+    out = await model.generate(z, y)
+    return Samples(imaging.to_uint8(out, _range(m)), list(seeds), y, z)
+
+
+async def interpolate(
+    model: LoadedModel,
+    start: np.ndarray,
+    end: np.ndarray,
+    steps: int,
+    method: str,
+    label: int | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(t [steps], uint8 frames [steps, H, W, C]) along lerp/slerp from start to end."""
+    m = model.manifest
+    if m.conditional and label is None:
+        raise InvalidInput(f"{m.name} is conditional: give a label", field="label")
+    y = resolve_labels(m, range(steps), label)
+    t = latent.interpolation_steps(steps)
+    z = (latent.slerp if method == "slerp" else latent.lerp)(start, end, t)
+    out = await model.generate(z, y)
+    return t, imaging.to_uint8(out, _range(m))
+
+
+def endpoint_latent(
+    manifest: Manifest, seed: int | None, vector: list[float] | None, truncation: float | None
+) -> np.ndarray:
+    dim, prior = manifest.latent.dim, manifest.latent.prior
+    if vector is not None:
+        try:
+            return latent.validate_latent(vector, dim)
+        except ValueError as e:
+            raise InvalidInput(str(e), field="latent") from e
+    assert seed is not None
+    return latent.latents([seed], dim, prior, truncation)[0]  # type: ignore[arg-type]
+
+
+async def discriminate(
+    model: LoadedModel, images_u8: np.ndarray, labels: Sequence[int] | None
+) -> np.ndarray:
+    """Logits [N] for uint8 images [N, H, W, C] of the model's shape."""
+    m = model.manifest
+    if m.conditional and labels is None:
+        raise InvalidInput(f"{m.name} is conditional: give one label per image", field="labels")
+    y = resolve_labels(m, range(len(images_u8)), labels) if labels is not None else None
+    x = imaging.to_model_input(images_u8, _range(m))
+    return await model.discriminate(x, y)
+
+
+def check_image_shape(manifest: Manifest, images: np.ndarray) -> np.ndarray:
+    """uint8 [N, H, W, C] (or [N, H, W] for one channel) of exactly the model's shape."""
+    c, h, w = manifest.image_shape
+    if images.dtype != np.uint8:
+        raise InvalidInput(f"npy images must be uint8, got {images.dtype}", field="images")
+    if images.ndim == 3 and c == 1:
+        images = images[..., None]
+    if images.ndim != 4 or images.shape[1:] != (h, w, c) or len(images) == 0:
+        raise InvalidInput(
+            f"npy images must be uint8 [N, {h}, {w}, {c}], got {list(images.shape)}",
+            field="images",
+        )
+    return images
+
+
+def _range(m: Manifest) -> tuple[float, float]:
+    lo, hi = m.output_range
+    return lo, hi

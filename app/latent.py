@@ -1,0 +1,172 @@
+"""Latent vectors: seeds, priors, truncation and interpolation, with numpy alone.
+
+A seed names one latent on any machine::
+
+    rng = numpy.random.default_rng(seed)
+    z = rng.standard_normal(dim, dtype=numpy.float32)                  # prior "normal"
+    z = rng.uniform(-sqrt(3), sqrt(3), dim).astype(numpy.float32)      # prior "uniform"
+
+Image i of a request with seed s uses seed s + i, so a seed names one image whatever the
+batch it was drawn in. Truncation (see ``truncate``) draws from a second generator derived
+from the same seed, so it keeps that property.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+
+Prior = Literal["normal", "uniform"]
+
+# Seeds are non-negative and fit a signed 64-bit integer (JSON clients, numpy, SQL all agree).
+MAX_SEED = 2**63 - 1
+_UNIFORM_BOUND = math.sqrt(3.0)  # U(-sqrt 3, sqrt 3) has unit variance, like the normal prior
+# Angles below this make sin(omega) too small to divide by; slerp then equals lerp anyway.
+_SLERP_MIN_SIN = 1e-6
+
+
+def _check_seed(seed: int) -> None:
+    if not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"seed {seed} is out of range; seeds are integers in [0, 2**63 - 1]")
+
+
+def _draw(rng: np.random.Generator, n: int, prior: Prior) -> np.ndarray:
+    if prior == "normal":
+        return rng.standard_normal(n, dtype=np.float32)
+    if prior == "uniform":
+        return rng.uniform(-_UNIFORM_BOUND, _UNIFORM_BOUND, n).astype(np.float32)
+    raise ValueError(f"unknown prior {prior!r}; expected 'normal' or 'uniform'")
+
+
+def latent_for_seed(seed: int, dim: int, prior: Prior) -> np.ndarray:
+    """Return the latent that ``seed`` names: float32 [dim], drawn as the module docstring says."""
+    _check_seed(seed)
+    if dim < 1:
+        raise ValueError(f"latent dim must be >= 1, got {dim}")
+    return _draw(np.random.default_rng(seed), dim, prior)
+
+
+def request_seeds(n: int, seed: int | None = None, seeds: list[int] | None = None) -> list[int]:
+    """Return the n seeds a request samples with.
+
+    ``seeds`` is used as given (it must hold n seeds); ``seed`` s gives s, s+1, ..., s+n-1;
+    with neither, a fresh random base seed is drawn so the response can report seeds that
+    reproduce every image.
+    """
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    if seed is not None and seeds is not None:
+        raise ValueError("give seed or seeds, not both")
+    if seeds is not None:
+        if len(seeds) != n:
+            raise ValueError(f"seeds has {len(seeds)} entries but n is {n}")
+        result = list(seeds)
+    else:
+        base = secrets.randbelow(2**31) if seed is None else seed
+        result = list(range(base, base + n))
+    for s in result:
+        _check_seed(s)
+    return result
+
+
+def truncate(z: np.ndarray, threshold: float, prior: Prior, seed: int) -> np.ndarray:
+    """Apply the truncation trick by resampling (BigGAN, Brock et al. 2018) to one latent.
+
+    Exactly, for a float32 latent ``z`` [dim] drawn from ``seed``::
+
+        rng = numpy.random.default_rng([seed, 1])
+        out = (abs(z.astype(numpy.float64)) > threshold)      # compared in float64
+        while out.any():
+            z[out] = <out.sum() fresh draws from the prior, as in the module docstring, from rng>
+            out = (abs(z.astype(numpy.float64)) > threshold)
+
+    Fresh draws fill the out-of-range components in index order. The result depends only on
+    ``z``, ``threshold``, ``prior`` and ``seed``, never on the rest of a batch. With the uniform
+    prior, a threshold >= sqrt(3) changes nothing and returns ``z`` as is. Smaller thresholds
+    cost more rounds: roughly log(dim) / P(|z| <= threshold) of them.
+    """
+    if not threshold > 0:
+        raise ValueError(f"truncation threshold must be > 0, got {threshold}")
+    _check_seed(seed)
+    if prior == "uniform" and threshold >= _UNIFORM_BOUND:
+        return z
+    rng = np.random.default_rng([seed, 1])
+    result = np.array(z, dtype=np.float32)
+    out = np.flatnonzero(np.abs(result.astype(np.float64)) > threshold)
+    while out.size:
+        result[out] = _draw(rng, out.size, prior)
+        out = out[np.abs(result[out].astype(np.float64)) > threshold]
+    return result
+
+
+def latents(
+    seeds: Sequence[int], dim: int, prior: Prior, truncation: float | None = None
+) -> np.ndarray:
+    """Return float32 [N, dim]: row i is the latent of ``seeds[i]``, truncated when asked."""
+    out = np.empty((len(seeds), dim), dtype=np.float32)
+    for i, seed in enumerate(seeds):
+        z = latent_for_seed(seed, dim, prior)
+        out[i] = z if truncation is None else truncate(z, truncation, prior, seed)
+    return out
+
+
+def interpolation_steps(steps: int) -> np.ndarray:
+    """Return ``steps`` evenly spaced float32 positions from 0 to 1, both ends included."""
+    if steps < 2:
+        raise ValueError(f"steps must be >= 2, got {steps}")
+    return np.linspace(0.0, 1.0, steps, dtype=np.float32)
+
+
+def _check_pair(
+    a: np.ndarray, b: np.ndarray, t: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    a64, b64, t64 = (np.asarray(x, dtype=np.float64) for x in (a, b, t))
+    if a64.ndim != 1 or a64.shape != b64.shape:
+        raise ValueError(f"endpoints must be vectors of one length, got {a64.shape}, {b64.shape}")
+    if t64.ndim != 1:
+        raise ValueError(f"t must be a 1-D array of positions, got shape {t64.shape}")
+    return a64, b64, t64[:, None]
+
+
+def lerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Linear interpolation: float32 [steps, dim], exactly ``a`` at t=0 and ``b`` at t=1."""
+    a64, b64, t64 = _check_pair(a, b, t)
+    # (1 - t) a + t b, not a + t (b - a): the latter misses b at t=1 by rounding.
+    return ((1.0 - t64) * a64 + t64 * b64).astype(np.float32)
+
+
+def slerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Spherical interpolation: float32 [steps, dim], exactly ``a`` at t=0 and ``b`` at t=1.
+
+    Follows the great circle between the directions of ``a`` and ``b`` (Shoemake 1985), which
+    keeps samples at the norm a Gaussian latent typically has. When the vectors are (anti)
+    parallel or one is zero the circle is undefined, and this falls back to ``lerp``.
+    """
+    a64, b64, t64 = _check_pair(a, b, t)
+    norms = np.linalg.norm(a64) * np.linalg.norm(b64)
+    if norms == 0:
+        return lerp(a, b, t)
+    omega = np.arccos(np.clip(np.dot(a64, b64) / norms, -1.0, 1.0))
+    sin_omega = np.sin(omega)
+    if sin_omega < _SLERP_MIN_SIN:
+        return lerp(a, b, t)
+    wa = np.sin((1.0 - t64) * omega) / sin_omega
+    wb = np.sin(t64 * omega) / sin_omega
+    return (wa * a64 + wb * b64).astype(np.float32)
+
+
+def validate_latent(v: Sequence[float], dim: int) -> np.ndarray:
+    """Return a client-supplied latent as float32 [dim]; ValueError says what is wrong with it."""
+    arr = np.asarray(v, dtype=np.float64)
+    if arr.ndim != 1 or arr.shape[0] != dim:
+        raise ValueError(f"latent must be a list of {dim} numbers, got shape {list(arr.shape)}")
+    if not np.isfinite(arr).all():
+        raise ValueError("latent contains NaN or infinity")
+    limit = float(np.finfo(np.float32).max)
+    if (np.abs(arr) > limit).any():
+        raise ValueError(f"latent values must lie within +-{limit:.4g} (float32)")
+    return arr.astype(np.float32)

@@ -1,0 +1,137 @@
+"""The app factory: ``uvicorn --factory app.main:create_app``.
+
+Settings are read here, once, never at import time. The lifespan owns every resource
+(repository, model pool and its poller) and closes them in reverse order.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TypedDict
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException
+
+from app.api import discriminate, health, interpolate, models, sample
+from app.errors import ApiError
+from app.metrics import Metrics
+from app.middleware import RequestContext
+from app.pool import ModelPool
+from app.registry import Repository
+from app.settings import Settings
+
+log = logging.getLogger("app")
+PROBLEM = "application/problem+json"
+
+
+class State(TypedDict):
+    settings: Settings
+    metrics: Metrics
+    repo: Repository
+    pool: ModelPool
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[State]:
+        _configure_logging(settings)
+        repo = Repository(settings.models_dir)
+        pool = ModelPool(repo, settings, metrics)
+        await pool.start()
+        if settings.api_key is None:
+            log.warning("GAN_API_KEY is not set: admin routes are open; bind to loopback only")
+        log.info("serving %s from %s", ", ".join(pool.names()) or "nothing", settings.models_dir)
+        try:
+            yield {"settings": settings, "metrics": metrics, "repo": repo, "pool": pool}
+        finally:
+            await pool.close()
+
+    app = FastAPI(
+        title="gan-serve",
+        version="0.1.0",
+        summary="GAN generators and discriminators over HTTP",
+        lifespan=lifespan,
+    )
+    for module in (sample, discriminate, interpolate, models, health):
+        app.include_router(module.router)
+    _install_error_handlers(app)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT"],
+        )
+    app.add_middleware(RequestContext, metrics=metrics, max_body=settings.max_upload_bytes)
+    return app
+
+
+def problem(status: int, title: str, detail: str, **extra: object) -> JSONResponse:
+    body = {
+        "type": "urn:gan-serve:problem:" + title.replace(" ", "-"),
+        "title": title,
+        "status": status,
+        "detail": detail,
+        **{k: v for k, v in extra.items() if v is not None},
+    }
+    headers = extra.pop("headers", None)
+    body.pop("headers", None)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)  # type: ignore[arg-type]
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        if exc.status >= 500:
+            log.error("%s %s: %s", request.method, request.url.path, exc.detail)
+        response = problem(exc.status, exc.title, exc.detail, field=exc.field)
+        response.headers.update(exc.headers())
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _validation_problem(exc.errors())
+
+    @app.exception_handler(ValidationError)
+    async def invalid_value(request: Request, exc: ValidationError) -> JSONResponse:
+        return _validation_problem(exc.errors())
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        titles = {404: "not found", 405: "method not allowed", 413: "limit exceeded"}
+        title = titles.get(exc.status_code, "bad request" if exc.status_code < 500 else "error")
+        response = problem(exc.status_code, title, str(exc.detail))
+        response.headers.update(exc.headers or {})
+        return response
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # Logged with its traceback here; the client gets no internals.
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem(500, "internal error", "the server failed; the error was logged")
+
+
+def _validation_problem(errors: object) -> JSONResponse:
+    items = list(errors) if isinstance(errors, list | tuple) else []
+    fields = []
+    for err in items:
+        loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")]
+        fields.append({"field": ".".join(loc) or None, "message": err.get("msg", "invalid")})
+    first = fields[0] if fields else {"field": None, "message": "invalid request"}
+    detail = f"{first['field']}: {first['message']}" if first["field"] else str(first["message"])
+    return problem(422, "validation error", detail, field=first["field"], errors=fields)
+
+
+def _configure_logging(settings: Settings) -> None:
+    level = settings.log_level.upper()
+    logging.getLogger("app").setLevel(level)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -1,0 +1,46 @@
+"""Prometheus metrics, one registry per app so that several apps (tests, replicas) never clash."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+BATCH_BUCKETS = tuple(float(2**i) for i in range(13))  # 1 .. 4096
+
+
+class Metrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "gan_http_requests", "HTTP requests", ["method", "route", "status"], registry=r
+        )
+        self.latency = Histogram(
+            "gan_http_request_duration_seconds",
+            "HTTP request latency",
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.images_generated = Counter(
+            "gan_images_generated", "images generated", ["model", "version"], registry=r
+        )
+        self.images_scored = Counter(
+            "gan_images_discriminated", "images scored by D", ["model", "version"], registry=r
+        )
+        self.batch_size = Histogram(
+            "gan_batch_size",
+            "rows per engine call",
+            ["model", "role"],
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "gan_queue_depth", "rows waiting for an engine call", ["model", "role"], registry=r
+        )
+        self.loaded_version = Gauge(
+            "gan_model_loaded_version", "version served by default", ["model"], registry=r
+        )
+        self.reloads = Counter("gan_model_reloads", "hot swaps of a model", ["model"], registry=r)
+        self.load_failures = Counter(
+            "gan_model_load_failures", "versions refused at load", ["model"], registry=r
+        )

@@ -1,0 +1,270 @@
+"""Loaded models: engines and batchers per version, hot-swapped as the repository changes.
+
+The pool keeps one *serving* version per model (the ``production`` alias, else the newest)
+plus a few explicitly requested ones. A poller watches the repository; when the serving
+version changes it loads and warms the new one first and swaps only then, so requests never
+wait on a load and a broken version never replaces a working one.
+
+    >>> pool = ModelPool(Repository("models"), settings, metrics)
+    >>> await pool.start()
+    >>> model = await pool.get("mnist-gan", None)
+    >>> images = await model.generate(z, labels=None)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from app.batching import Batcher
+from app.engine import Engine, load_engine
+from app.errors import ApiError, IntegrityError, NotFound, NotReady
+from app.metrics import Metrics
+from app.registry import DEFAULT_ALIAS, LATEST, Manifest, Repository
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadedModel:
+    manifest: Manifest
+    generator: Batcher
+    discriminator: Batcher | None
+    device: str
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    @property
+    def version(self) -> int:
+        return self.manifest.version
+
+    async def generate(self, z: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
+        """Images [N, C, H, W] in the manifest's output range."""
+        inputs = {"z": z} if labels is None else {"z": z, "label": labels}
+        return await self.generator.submit(inputs)
+
+    async def discriminate(self, images: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
+        """Logits [N] for images [N, C, H, W] in the output range."""
+        if self.discriminator is None:
+            raise NotFound(f"{self.name} v{self.version} has no discriminator")
+        inputs = {"image": images} if labels is None else {"image": images, "label": labels}
+        return (await self.discriminator.submit(inputs))[:, 0]
+
+    async def close(self) -> None:
+        await self.generator.close()
+        if self.discriminator is not None:
+            await self.discriminator.close()
+
+
+@dataclass
+class _Entry:
+    serving: LoadedModel | None = None
+    others: OrderedDict[int, LoadedModel] = field(default_factory=OrderedDict)
+    error: str | None = None
+
+
+class ModelPool:
+    def __init__(self, repo: Repository, settings: Settings, metrics: Metrics) -> None:
+        self.repo = repo
+        self.settings = settings
+        self.metrics = metrics
+        self._entries: dict[str, _Entry] = {}
+        self._loading: dict[tuple[str, int], asyncio.Task[LoadedModel]] = {}
+        self._refresh_lock = asyncio.Lock()
+        self._poller: asyncio.Task[None] | None = None
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.refresh()
+        if self.settings.registry_poll_seconds > 0:
+            self._poller = asyncio.create_task(self._poll(), name="registry-poller")
+
+    async def close(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+            await asyncio.gather(self._poller, return_exceptions=True)
+        for entry in self._entries.values():
+            for model in [entry.serving, *entry.others.values()]:
+                if model is not None:
+                    await model.close()
+        self._entries.clear()
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.registry_poll_seconds)
+            try:
+                await self.refresh()
+            except Exception:  # the poller must outlive any one bad read of the volume
+                log.exception("registry poll failed")
+
+    # --- reading -------------------------------------------------------------------------
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def default_name(self) -> str:
+        if self.settings.default_model:
+            return self.settings.default_model
+        if not self._entries:
+            raise NotFound("the model repository is empty")
+        return self.names()[0]
+
+    def serving(self, name: str) -> LoadedModel | None:
+        entry = self._entries.get(name)
+        return entry.serving if entry else None
+
+    def serving_versions(self) -> dict[str, int | None]:
+        return {n: e.serving.version if e.serving else None for n, e in self._entries.items()}
+
+    def readiness(self) -> dict[str, dict[str, object]]:
+        return {
+            name: {
+                "ready": entry.serving is not None,
+                "version": entry.serving.version if entry.serving else None,
+                "device": entry.serving.device if entry.serving else None,
+                "error": entry.error,
+            }
+            for name, entry in sorted(self._entries.items())
+        }
+
+    async def get(self, name: str | None, version: str | int | None) -> LoadedModel:
+        """The model to serve a request: the serving version unless another is named."""
+        name = name or self.default_name()
+        entry = self._entries.get(name)
+        if entry is None:
+            raise NotFound(
+                f"no model named {name!r}; known: {', '.join(self.names())}", field="model"
+            )
+        if version is None or version == DEFAULT_ALIAS:
+            if entry.serving is None:
+                raise NotReady(f"model {name!r} is not loaded: {entry.error or 'loading'}")
+            return entry.serving
+        number = await asyncio.to_thread(self.repo.resolve, name, version)
+        if entry.serving is not None and entry.serving.version == number:
+            return entry.serving
+        if number in entry.others:
+            entry.others.move_to_end(number)
+            return entry.others[number]
+        model = await self._load(name, number)
+        entry.others[number] = model
+        while len(entry.others) > self.settings.max_loaded_versions:
+            _, evicted = entry.others.popitem(last=False)
+            await evicted.close()
+        return model
+
+    # --- loading -------------------------------------------------------------------------
+
+    async def refresh(self) -> None:
+        """Bring the serving versions in line with the repository."""
+        async with self._refresh_lock:
+            names = await asyncio.to_thread(self.repo.models)
+            for gone in set(self._entries) - set(names):
+                await self._drop(gone)
+            for name in names:
+                entry = self._entries.setdefault(name, _Entry())
+                try:
+                    target = await asyncio.to_thread(self.repo.resolve, name, None)
+                except ApiError as e:
+                    entry.error = e.detail
+                    continue
+                if entry.serving is not None and entry.serving.version == target:
+                    continue
+                try:
+                    model = entry.others.pop(target, None) or await self._load(name, target)
+                except ApiError as e:
+                    if entry.error != e.detail:  # log a broken version once, not every poll
+                        log.error("refusing %s v%s: %s", name, target, e.detail)
+                        self.metrics.load_failures.labels(name).inc()
+                    entry.error = e.detail
+                    continue
+                old, entry.serving, entry.error = entry.serving, model, None
+                self.metrics.loaded_version.labels(name).set(model.version)
+                if old is not None:
+                    self.metrics.reloads.labels(name).inc()
+                    log.info("%s: now serving v%d (was v%d)", name, model.version, old.version)
+                    await old.close()  # drains requests already queued on it
+                else:
+                    log.info("%s: serving v%d on %s", name, model.version, model.device)
+
+    async def _drop(self, name: str) -> None:
+        entry = self._entries.pop(name)
+        for model in [entry.serving, *entry.others.values()]:
+            if model is not None:
+                await model.close()
+
+    async def _load(self, name: str, version: int) -> LoadedModel:
+        key = (name, version)
+        task = self._loading.get(key)
+        if task is None:  # concurrent requests for one version share one load
+            task = asyncio.create_task(self._load_now(name, version))
+            self._loading[key] = task
+            task.add_done_callback(lambda _: self._loading.pop(key, None))
+        return await asyncio.shield(task)
+
+    async def _load_now(self, name: str, version: int) -> LoadedModel:
+        manifest, g, d = await asyncio.to_thread(self._load_engines, name, version)
+        s = self.settings
+
+        def batcher(engine: Engine, role: str) -> Batcher:
+            histogram = self.metrics.batch_size.labels(name, role)
+            b = Batcher(
+                engine.run,
+                max_batch=s.max_batch,
+                max_delay_ms=s.max_delay_ms,
+                max_queue=s.queue_size,
+                enabled=s.batching,
+                name=f"{name}-v{version}-{role}",
+                on_batch=histogram.observe,
+            )
+            self.metrics.queue_depth.labels(name, role).set_function(lambda: b.queue_depth)
+            return b
+
+        model = LoadedModel(
+            manifest, batcher(g, "generator"), batcher(d, "discriminator") if d else None, g.device
+        )
+        await model.generator.start()
+        if model.discriminator is not None:
+            await model.discriminator.start()
+        return model
+
+    def _load_engines(self, name: str, version: int) -> tuple[Manifest, Engine, Engine | None]:
+        manifest = self.repo.verify(name, version)
+        folder = self.repo.version_dir(name, version)
+        g = load_engine(folder, manifest, "generator", self.settings)
+        d = None
+        if manifest.artifact("discriminator", "onnx") or manifest.artifact("discriminator", "pt"):
+            d = load_engine(folder, manifest, "discriminator", self.settings)
+        _warm_up(manifest, g, d)
+        return manifest, g, d
+
+
+def _warm_up(manifest: Manifest, g: Engine, d: Engine | None) -> None:
+    """One tiny call each, so a broken graph fails here and not on a user's request."""
+    z = np.zeros((1, manifest.latent.dim), dtype=np.float32)
+    label = np.zeros(1, dtype=np.int64)
+    inputs = {"z": z, "label": label} if manifest.conditional else {"z": z}
+    try:
+        image = g.run(inputs)
+        expected = (1, *manifest.image_shape)
+        if image.shape != expected:
+            raise IntegrityError(f"generator returns {image.shape}, the manifest says {expected}")
+        if d is not None:
+            feeds = {"image": image, "label": label} if manifest.conditional else {"image": image}
+            logit = d.run(feeds)
+            if logit.shape != (1, 1):
+                raise IntegrityError(f"discriminator returns {logit.shape}, expected (1, 1)")
+    except IntegrityError:
+        raise
+    except Exception as e:  # a graph whose inputs do not match its manifest
+        raise IntegrityError(f"{manifest.name} v{manifest.version} fails a test run: {e}") from e
+
+
+__all__ = ["LATEST", "LoadedModel", "ModelPool"]

@@ -1,0 +1,308 @@
+"""The model repository: its layout, manifest schema, versions, aliases and integrity.
+
+The one owner of the format: training publishes through :class:`Repository`, the service
+reads through it. Layout::
+
+    <root>/<name>/<version>/generator.onnx       (and generator.pt, TorchScript)
+    <root>/<name>/<version>/discriminator.onnx   (and discriminator.pt)
+    <root>/<name>/<version>/model.json           the manifest, with every artifact's sha256
+    <root>/<name>/<version>/samples.png
+    <root>/<name>/aliases.json                   {"production": 3}
+
+A version is staged in a hidden folder and renamed into place whole, and aliases.json is
+replaced atomically, so a reader never sees half of either.
+
+    >>> repo = Repository("models")
+    >>> version = repo.resolve("mnist-gan", "production")
+    >>> manifest = repo.verify("mnist-gan", version)   # sha256 of every artifact checked
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from app.errors import IntegrityError, InvalidInput, NotFound
+
+SCHEMA_VERSION = 1
+MANIFEST = "model.json"
+ALIASES = "aliases.json"
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+DEFAULT_ALIAS = "production"
+LATEST = "latest"
+
+
+class ManifestError(ValueError):
+    """A model.json that does not follow the schema."""
+
+
+@dataclass(frozen=True)
+class Latent:
+    dim: int
+    prior: str  # "normal" | "uniform"
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What a version is, how it was made and how well it does (model.json)."""
+
+    name: str
+    version: int
+    architecture: str
+    latent: Latent
+    num_classes: int
+    class_names: list[str]
+    image_shape: list[int]  # [C, H, W]
+    output_range: list[float]  # [lo, hi]
+    # role ("generator" | "discriminator") -> {"inputs": [...], "outputs": [...]}
+    tensors: dict[str, dict[str, list[str]]]
+    opset: int
+    artifacts: dict[str, str]  # file name -> sha256
+    training: dict[str, Any] = field(default_factory=dict)
+    dataset: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    parity: dict[str, Any] = field(default_factory=dict)
+    parent_version: int | None = None
+    created: str = ""
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def conditional(self) -> bool:
+        return self.num_classes > 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Manifest:
+        try:
+            if data.get("schema_version") != SCHEMA_VERSION:
+                raise ManifestError(f"unsupported schema_version {data.get('schema_version')!r}")
+            latent = Latent(int(data["latent"]["dim"]), str(data["latent"]["prior"]))
+            manifest = cls(**{**data, "latent": latent})
+        except (KeyError, TypeError) as e:
+            raise ManifestError(f"malformed manifest: {e}") from e
+        manifest.validate()
+        return manifest
+
+    def validate(self) -> None:
+        check_name(self.name)
+        if self.latent.prior not in ("normal", "uniform") or self.latent.dim < 1:
+            raise ManifestError(f"bad latent spec {self.latent}")
+        if len(self.image_shape) != 3 or self.image_shape[0] not in (1, 3):
+            raise ManifestError(
+                f"image_shape must be [C, H, W] with C in (1, 3): {self.image_shape}"
+            )
+        if len(self.output_range) != 2 or not self.output_range[0] < self.output_range[1]:
+            raise ManifestError(f"bad output_range {self.output_range}")
+        if self.num_classes and len(self.class_names) != self.num_classes:
+            raise ManifestError("class_names must name every class")
+        for file in self.artifacts:
+            if "/" in file or file.startswith(".") or file == MANIFEST:
+                raise ManifestError(f"bad artifact name {file!r}")
+
+    def artifact(self, role: str, kind: str) -> str | None:
+        """The file for a role ("generator") and kind ("onnx" | "pt"), if this version has it."""
+        name = f"{role}.{kind}"
+        return name if name in self.artifacts else None
+
+
+def check_name(name: str) -> str:
+    if not NAME_RE.fullmatch(name):
+        raise InvalidInput(
+            f"invalid name {name!r}: use 1-64 of a-z, 0-9, '.', '_', '-', starting with a "
+            "letter or digit",
+            field="model",
+        )
+    return name
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_json_atomic(path: Path, data: Any) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2, sort_keys=True)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class Repository:
+    """A folder of models, each a set of immutable numbered versions plus movable aliases."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    # --- reading -------------------------------------------------------------------------
+
+    def models(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(
+            p.name for p in self.root.iterdir() if p.is_dir() and NAME_RE.fullmatch(p.name)
+        )
+
+    def versions(self, name: str) -> list[int]:
+        folder = self.root / check_name(name)
+        if not folder.is_dir():
+            raise NotFound(f"no model named {name!r}", field="model")
+        return sorted(
+            int(p.name) for p in folder.iterdir() if p.name.isdigit() and (p / MANIFEST).is_file()
+        )
+
+    def aliases(self, name: str) -> dict[str, int]:
+        path = self.root / check_name(name) / ALIASES
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as e:
+            raise IntegrityError(f"{name}: unreadable {ALIASES}: {e}") from e
+        return {str(k): int(v) for k, v in data.items()}
+
+    def resolve(self, name: str, ref: str | int | None = None) -> int:
+        """A version number from a number, an alias, "latest", or None (production or latest)."""
+        versions = self.versions(name)
+        if not versions:
+            raise NotFound(f"model {name!r} has no versions", field="model")
+        if ref is None:
+            return self.aliases(name).get(DEFAULT_ALIAS, versions[-1])
+        if isinstance(ref, int) or ref.isdigit():
+            if int(ref) not in versions:
+                raise NotFound(f"model {name!r} has no version {ref}", field="version")
+            return int(ref)
+        if ref == LATEST:
+            return versions[-1]
+        aliases = self.aliases(name)
+        if ref not in aliases:
+            known = ", ".join(sorted([*aliases, LATEST]))
+            raise NotFound(f"model {name!r} has no alias {ref!r} (known: {known})", field="version")
+        return aliases[ref]
+
+    def version_dir(self, name: str, version: int) -> Path:
+        return self.root / check_name(name) / str(int(version))
+
+    def manifest(self, name: str, version: int) -> Manifest:
+        path = self.version_dir(name, version) / MANIFEST
+        try:
+            return Manifest.from_dict(json.loads(path.read_text()))
+        except FileNotFoundError as e:
+            raise NotFound(f"model {name!r} has no version {version}", field="version") from e
+        except (OSError, ValueError) as e:
+            raise IntegrityError(f"{name} v{version}: unreadable manifest: {e}") from e
+
+    def verify(self, name: str, version: int) -> Manifest:
+        """The manifest, after checking every artifact's sha256; IntegrityError otherwise."""
+        manifest = self.manifest(name, version)
+        folder = self.version_dir(name, version)
+        for file, expected in manifest.artifacts.items():
+            try:
+                actual = sha256_file(folder / file)
+            except OSError as e:
+                raise IntegrityError(f"{name} v{version}: {file} is unreadable: {e}") from e
+            if actual != expected:
+                raise IntegrityError(
+                    f"{name} v{version}: {file} has sha256 {actual[:12]}..., "
+                    f"the manifest says {expected[:12]}..."
+                )
+        return manifest
+
+    def state(self) -> dict[str, tuple[tuple[int, ...], tuple[tuple[str, int], ...]]]:
+        """A cheap fingerprint of versions and aliases, for pollers to detect changes."""
+        out = {}
+        for name in self.models():
+            try:
+                out[name] = (tuple(self.versions(name)), tuple(sorted(self.aliases(name).items())))
+            except IntegrityError:
+                continue
+        return out
+
+    # --- writing -------------------------------------------------------------------------
+
+    @contextmanager
+    def _lock(self, name: str) -> Iterator[None]:
+        folder = self.root / check_name(name)
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # publishers on one volume take turns
+            yield
+
+    @contextmanager
+    def staging(self, name: str) -> Iterator[Path]:
+        """A hidden folder beside the versions to write artifacts into; removed unless published."""
+        folder = self.root / check_name(name)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = Path(tempfile.mkdtemp(dir=folder, prefix=".staging-"))
+        try:
+            yield path
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
+
+    def publish(self, staged: Path, manifest: dict[str, Any], aliases: list[str] = ()) -> Manifest:  # type: ignore[assignment]
+        """Seal a staged folder as the next version: hash artifacts, write the manifest, rename.
+
+        ``manifest`` holds every field but name-independent bookkeeping (version, artifacts,
+        created, schema_version), which this fills in.
+        """
+        name = check_name(manifest["name"])
+        with self._lock(name):
+            existing = self.versions(name)
+            version = (existing[-1] if existing else 0) + 1
+            artifacts = {
+                p.name: sha256_file(p)
+                for p in sorted(staged.iterdir())
+                if p.is_file() and p.name != MANIFEST and not p.name.startswith(".")
+            }
+            sealed = Manifest.from_dict(
+                {
+                    **manifest,
+                    "version": version,
+                    "artifacts": artifacts,
+                    "created": datetime.now(UTC).isoformat(timespec="seconds"),
+                    "schema_version": SCHEMA_VERSION,
+                }
+            )
+            _write_json_atomic(staged / MANIFEST, sealed.to_dict())
+            staged.chmod(0o755)  # mkdtemp makes it private; replicas may run as other users
+            os.rename(staged, self.version_dir(name, version))
+            staged.mkdir()  # so the staging context's cleanup finds what it made
+            for alias in aliases:
+                self._set_alias_locked(name, alias, version)
+        return sealed
+
+    def set_alias(self, name: str, alias: str, version: int) -> None:
+        with self._lock(name):
+            self._set_alias_locked(name, alias, version)
+
+    def _set_alias_locked(self, name: str, alias: str, version: int) -> None:
+        if not NAME_RE.fullmatch(alias) or alias == LATEST or alias.isdigit():
+            raise InvalidInput(f"invalid alias {alias!r}", field="alias")
+        if version not in self.versions(name):
+            raise NotFound(f"model {name!r} has no version {version}", field="version")
+        aliases = self.aliases(name)
+        aliases[alias] = int(version)
+        _write_json_atomic(self.root / name / ALIASES, aliases)

@@ -1,0 +1,53 @@
+"""The service's one settings object (environment prefix ``GAN_``).
+
+Built once, in ``create_app``; nothing reads the environment at import time. Tests build
+``Settings(models_dir=tmp_path, ...)`` directly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GAN_", extra="ignore", frozen=True)
+
+    # Where things live.
+    models_dir: Path = Field(Path("models"), description="the model repository")
+    data_dir: Path = Field(Path("data"), description="jobs, datasets and the embedded queue")
+
+    # Runtime.
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    backend: Literal["auto", "onnx", "torchscript"] = Field(
+        "auto", description="auto: ONNX Runtime when the version has ONNX files"
+    )
+    intra_op_threads: int = Field(0, ge=0, description="0: ONNX Runtime's default")
+    default_model: str | None = Field(None, description="default: the first model by name")
+    registry_poll_seconds: float = Field(2.0, ge=0, description="0 disables hot reload")
+    max_loaded_versions: int = Field(4, ge=1, description="per model, besides the default")
+
+    # Dynamic batching.
+    batching: bool = True
+    max_batch: int = Field(256, ge=1, le=65536)
+    max_delay_ms: float = Field(2.0, ge=0, le=1000)
+    queue_size: int = Field(4096, ge=1, description="rows waiting per model before 503")
+
+    # Request limits.
+    max_n: int = Field(1024, ge=1, le=65536, description="images per /v1/sample request")
+    max_steps: int = Field(256, ge=2, le=4096, description="frames per /v1/interpolate")
+    max_upload_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    max_image_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    max_pixels: int = Field(4096 * 4096, ge=1)
+    max_files: int = Field(256, ge=1, description="images per /v1/discriminate request")
+    min_truncation: float = Field(0.05, gt=0, description="lower bound on truncation thresholds")
+    request_timeout_s: float = Field(60.0, gt=0)
+
+    # Security and operations.
+    api_key: SecretStr | None = Field(None, description="admin key; unset: admin routes open")
+    cors_origins: list[str] = Field(default_factory=list)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    queue_url: str | None = Field(None, description="redis://... for scaled-out job workers")

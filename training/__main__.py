@@ -1,0 +1,186 @@
+"""Command line: ``python -m training {train,evaluate,export,classifier} --help``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+EXIT_STOPPED = 3  # stopped by a signal, checkpoint written, nothing published
+
+
+def _train(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from app.registry import Repository
+    from training.config import load_config
+    from training.evaluate import for_dataset
+    from training.export import publish_run
+    from training.loop import generate, train
+
+    cfg = load_config(args.config, args.set)
+    run_dir = Path(args.run_dir or f"runs/{args.name}")
+    stop = {"requested": False}
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop["requested"] = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    evaluator = for_dataset(cfg.dataset) if not args.no_eval else None
+
+    def evaluate(g: Any) -> dict[str, Any]:
+        if evaluator is None:
+            return {}
+        n = cfg.eval_samples
+        labels = np.arange(n, dtype=np.int64) % 10 if cfg.conditional else None
+        images = generate(cfg, g, np.arange(10**6, 10**6 + n), labels).transpose(0, 3, 1, 2)
+        return evaluator.evaluate(images, labels, parzen=False)
+
+    def progress(event: dict[str, Any]) -> None:
+        print(json.dumps(event), flush=True)
+
+    result = train(
+        cfg,
+        run_dir,
+        progress=progress,
+        should_stop=lambda: stop["requested"],
+        evaluate=evaluate,
+        init_from=Path(args.init_from) if args.init_from else None,
+    )
+    if result.status == "stopped":
+        return EXIT_STOPPED
+    if args.out:
+        command = " ".join(["python -m training", *sys.argv[1:]])
+        manifest = publish_run(
+            run_dir,
+            Repository(args.out),
+            args.name,
+            aliases=[] if args.no_promote else ["production"],
+            evaluate=not args.no_eval,
+            parent_version=args.parent_version,
+            extra_training={"command": command, "preset": Path(args.config).stem},
+        )
+        print(json.dumps({"event": "published", "name": args.name, "version": manifest.version}))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from app.registry import Repository
+    from training.export import publish_run
+
+    manifest = publish_run(
+        Path(args.run_dir),
+        Repository(args.out),
+        args.name,
+        aliases=[] if args.no_promote else ["production"],
+        evaluate=not args.no_eval,
+    )
+    print(json.dumps({"event": "published", "name": args.name, "version": manifest.version}))
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    import numpy as np
+    import onnxruntime as ort
+
+    from app import imaging, latent
+    from app.registry import Repository
+    from training.config import DatasetConfig
+    from training.evaluate import Evaluator
+
+    repo = Repository(args.models)
+    version = repo.resolve(args.name, args.version)
+    m = repo.verify(args.name, version)
+    session = ort.InferenceSession(str(repo.version_dir(args.name, version) / "generator.onnx"))
+    seeds = list(range(10**6, 10**6 + args.samples))
+    feeds: dict[str, np.ndarray] = {"z": latent.latents(seeds, m.latent.dim, m.latent.prior)}  # type: ignore[arg-type]
+    labels = None
+    if m.conditional:
+        labels = np.arange(args.samples, dtype=np.int64) % m.num_classes
+        feeds["label"] = labels
+    images = imaging.to_uint8(session.run(["image"], feeds)[0], tuple(m.output_range))  # type: ignore[arg-type]
+    source = m.training.get("config", {}).get("dataset", {})
+    evaluator = Evaluator(DatasetConfig.model_validate(source))
+    report = {
+        "generated": evaluator.evaluate(images.transpose(0, 3, 1, 2), labels),
+        "real_reference": evaluator.reference(),
+    }
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def _classifier(args: argparse.Namespace) -> int:
+    from training.classifier import train_classifier
+
+    print(json.dumps(train_classifier(Path(args.out), epochs=args.epochs), indent=2))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m training", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser(
+        "train",
+        help="train a GAN from a TOML config; with --out, evaluate, export and publish it",
+        description="Train G and D (resuming from RUN_DIR/checkpoint.pt if present), printing "
+        "progress as JSON lines. SIGTERM/SIGINT stop at a step boundary with a checkpoint "
+        f"written and exit code {EXIT_STOPPED}. With --out, the finished run is evaluated, "
+        "exported to ONNX and TorchScript, parity-checked and published as a new version.",
+    )
+    t.add_argument("--config", required=True, help="a TOML file, e.g. training/configs/paper.toml")
+    t.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config field (dotted for nested: optimizer.lr_g=0.001)",
+    )
+    t.add_argument("--name", default="model", help="model name in the repository")
+    t.add_argument("--run-dir", help="checkpoints, stats and grids (default runs/NAME)")
+    t.add_argument("--out", help="model repository to publish into (e.g. models/)")
+    t.add_argument("--init-from", help="a checkpoint to fine-tune from")
+    t.add_argument("--parent-version", type=int, help="recorded in the manifest")
+    t.add_argument("--no-eval", action="store_true", help="skip classifier-based metrics")
+    t.add_argument("--no-promote", action="store_true", help="publish without moving production")
+    t.set_defaults(func=_train)
+
+    e = sub.add_parser("export", help="export a finished run and publish it as a new version")
+    e.add_argument("--run-dir", required=True)
+    e.add_argument("--out", required=True, help="model repository, e.g. models/")
+    e.add_argument("--name", required=True)
+    e.add_argument("--no-eval", action="store_true")
+    e.add_argument("--no-promote", action="store_true")
+    e.set_defaults(func=_export)
+
+    v = sub.add_parser("evaluate", help="score a published version with the project's classifier")
+    v.add_argument("--models", default="models")
+    v.add_argument("--name", required=True)
+    v.add_argument("--version", help="number or alias (default: production)")
+    v.add_argument("--samples", type=int, default=10_000)
+    v.set_defaults(func=_evaluate)
+
+    c = sub.add_parser("classifier", help="train and export the evaluation classifier")
+    c.add_argument("--out", default="training/classifier")
+    c.add_argument("--epochs", type=int, default=12)
+    c.set_defaults(func=_classifier)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("onnxscript", "onnx_ir", "torch.onnx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    args = parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

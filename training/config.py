@@ -1,0 +1,142 @@
+"""The training-job schema: what the CLI parses, the jobs API validates and the manifest records.
+
+Pure pydantic (no torch), so the web service can validate a job without loading torch.
+
+    >>> cfg = load_config("training/configs/paper.toml", ["max_steps=200"])
+    >>> cfg.max_steps
+    200
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+CONFIGS_DIR = Path(__file__).parent / "configs"
+
+Architecture = Literal["paper-mlp", "dcgan"]
+Loss = Literal["minimax", "non-saturating", "hinge"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatasetConfig(_Strict):
+    # "builtin:mnist", or a path to an .npz, an image folder (one sub-folder per class),
+    # or an IDX images file (labels next to it, found by name).
+    source: str = "builtin:mnist"
+    val_fraction: float = Field(0.1, gt=0, lt=0.5)
+    split_seed: int = 0
+
+
+class NetworkConfig(_Strict):
+    # paper-mlp: the sizes of the 2014 release (adversarial/mnist.yaml).
+    g_hidden: int = Field(1200, ge=8, le=8192)
+    d_hidden: int = Field(240, ge=8, le=8192)
+    maxout_pieces: int = Field(5, ge=1, le=16)
+    d_input_dropout: float = Field(0.2, ge=0, lt=1)
+    d_dropout: float = Field(0.5, ge=0, lt=1)
+    # dcgan: channel width of the last G layer and first D layer.
+    width: int = Field(64, ge=4, le=1024)
+    label_dim: int = Field(16, ge=1, le=1024)
+
+
+class OptimizerConfig(_Strict):
+    name: Literal["sgd", "adam"] = "adam"
+    lr_g: float = Field(2e-4, gt=0, le=10)
+    lr_d: float = Field(2e-4, gt=0, le=10)
+    # SGD: momentum, ramped linearly to momentum_final over momentum_ramp_steps (the paper).
+    momentum: float = Field(0.5, ge=0, lt=1)
+    momentum_final: float | None = Field(None, ge=0, lt=1)
+    momentum_ramp_steps: int = Field(0, ge=0)
+    # Multiplied into both learning rates after every step (the paper: 1 / 1.000004).
+    lr_decay: float = Field(1.0, gt=0.9, le=1.0)
+    lr_min: float = Field(0.0, ge=0)
+    beta1: float = Field(0.5, ge=0, lt=1)
+    beta2: float = Field(0.999, ge=0, lt=1)
+
+
+class TrainConfig(_Strict):
+    architecture: Architecture = "paper-mlp"
+    conditional: bool = False
+    latent_dim: int = Field(100, ge=1, le=4096)
+    prior: Literal["normal", "uniform"] = "normal"
+    dataset: DatasetConfig = DatasetConfig()
+    network: NetworkConfig = NetworkConfig()
+    optimizer: OptimizerConfig = OptimizerConfig()
+    loss: Loss = "non-saturating"
+    max_steps: int = Field(1000, ge=1, le=10_000_000)
+    batch_size: int = Field(64, ge=1, le=4096)
+    d_steps: int = Field(1, ge=1, le=100, description="k: discriminator steps per generator step")
+    ema_decay: float = Field(0.999, ge=0, lt=1, description="0 disables the generator EMA")
+    seed: int = Field(0, ge=0, lt=2**63)
+    eval_every: int = Field(1000, ge=1, description="steps between evaluations (and grids)")
+    eval_samples: int = Field(2000, ge=100, le=50_000)
+    checkpoint_every: int = Field(500, ge=1)
+    log_every: int = Field(50, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainConfig:
+        if self.optimizer.momentum_final is not None and self.optimizer.name != "sgd":
+            raise ValueError("momentum_final applies to the sgd optimizer only")
+        return self
+
+    @property
+    def output_range(self) -> tuple[float, float]:
+        # The paper's sigmoid generator lives in [0, 1]; DCGAN's tanh in [-1, 1].
+        return (0.0, 1.0) if self.architecture == "paper-mlp" else (-1.0, 1.0)
+
+    @property
+    def architecture_name(self) -> str:
+        return ("c" if self.conditional else "") + self.architecture
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in CONFIGS_DIR.glob("*.toml"))
+
+
+def preset_path(name: str) -> Path:
+    if name not in preset_names():
+        raise ValueError(f"unknown preset {name!r}; known: {', '.join(preset_names())}")
+    return CONFIGS_DIR / f"{name}.toml"
+
+
+def parse_value(text: str) -> Any:
+    """A ``--set`` value as TOML would read it; a bare word stays a string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Set dotted keys (``optimizer.lr_g``) in a nested dict, returning a new dict."""
+    out: dict[str, Any] = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+    for dotted, value in overrides.items():
+        *parents, leaf = dotted.split(".")
+        node = out
+        for part in parents:
+            child = node.get(part)
+            node[part] = child = dict(child) if isinstance(child, dict) else {}
+            node = child
+        node[leaf] = value
+    return out
+
+
+def load_config(path: str | Path, overrides: list[str] | dict[str, Any] = ()) -> TrainConfig:  # type: ignore[assignment]
+    """Read a TOML preset and apply ``key=value`` (or dict) overrides."""
+    with open(path, "rb") as f:
+        data = tomllib.load(f)
+    if not isinstance(overrides, dict):
+        pairs = {}
+        for item in overrides:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise ValueError(f"override {item!r} is not key=value")
+            pairs[key.strip()] = parse_value(value.strip())
+        overrides = pairs
+    return TrainConfig.model_validate(apply_overrides(data, overrides))

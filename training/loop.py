@@ -1,0 +1,322 @@
+"""The training loop, readable top to bottom.
+
+``train(cfg, run_dir)`` knows nothing of HTTP or queues: the CLI and the job worker both call
+it. A run describes itself: ``config.json`` before the first step, ``stats.jsonl`` during,
+``checkpoint.pt`` (models, optimisers, EMA, config, step) every ``checkpoint_every`` steps and
+when stopped, and a samples grid per evaluation.
+
+Reproducibility: every random draw of step ``s`` comes from generators seeded by
+``(cfg.seed, s)``, so a run resumed from a checkpoint continues exactly as if it had never
+stopped, with no RNG state to carry.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from app import imaging, latent
+from training import losses, networks
+from training.config import TrainConfig
+from training.data import Dataset, load_dataset
+
+Event = dict[str, Any]
+ProgressFn = Callable[[Event], None]
+StopFn = Callable[[], bool]
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass
+class RunResult:
+    status: Literal["completed", "stopped"]
+    step: int
+    run_dir: Path
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class State:
+    """Everything a checkpoint holds."""
+
+    g: networks.Generator
+    d: networks.Discriminator
+    g_ema: networks.Generator
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    step: int = 0
+
+    def state_dict(self, cfg: TrainConfig, dataset: Dataset) -> dict[str, Any]:
+        return {
+            "config": cfg.model_dump(mode="json"),
+            "image_shape": list(dataset.image_shape),
+            "class_names": dataset.class_names,
+            "step": self.step,
+            "g": self.g.state_dict(),
+            "d": self.d.state_dict(),
+            "g_ema": self.g_ema.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+        }
+
+
+def step_seed(seed: int, step: int, stream: int = 0) -> int:
+    """One 63-bit seed per (run seed, step, stream), independent of anything else."""
+    return int(np.random.default_rng([seed, step, stream]).integers(2**63))
+
+
+def sample_latent(cfg: TrainConfig, n: int, generator: torch.Generator) -> Tensor:
+    if cfg.prior == "uniform":  # the paper's U(-sqrt 3, sqrt 3): unit variance
+        return (torch.rand(n, cfg.latent_dim, generator=generator) * 2 - 1) * 3**0.5
+    return torch.randn(n, cfg.latent_dim, generator=generator)
+
+
+def to_model_range(images_u8: Tensor, cfg: TrainConfig) -> Tensor:
+    lo, hi = cfg.output_range
+    return images_u8.float() / 255.0 * (hi - lo) + lo
+
+
+def build_state(cfg: TrainConfig, dataset: Dataset) -> State:
+    torch.manual_seed(cfg.seed)
+    g, d = networks.build(cfg, dataset.image_shape, dataset.num_classes)
+    g_ema = copy.deepcopy(g).eval().requires_grad_(False)
+    o = cfg.optimizer
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    if o.name == "sgd":
+        opt_g = torch.optim.SGD(g.parameters(), lr=o.lr_g, momentum=o.momentum)
+        opt_d = torch.optim.SGD(d.parameters(), lr=o.lr_d, momentum=o.momentum)
+    else:
+        opt_g = torch.optim.Adam(g.parameters(), lr=o.lr_g, betas=(o.beta1, o.beta2))
+        opt_d = torch.optim.Adam(d.parameters(), lr=o.lr_d, betas=(o.beta1, o.beta2))
+    return State(g, d, g_ema, opt_g, opt_d)
+
+
+def load_checkpoint(path: Path, state: State) -> None:
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    for name in ("g", "d", "g_ema", "opt_g", "opt_d"):
+        getattr(state, name).load_state_dict(ckpt[name])
+    state.step = int(ckpt["step"])
+
+
+def save_checkpoint(path: Path, state: State, cfg: TrainConfig, dataset: Dataset) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(state.state_dict(cfg, dataset), tmp)
+    os.replace(tmp, path)  # a crash mid-write never leaves a torn checkpoint
+
+
+def _schedule(cfg: TrainConfig, state: State) -> None:
+    """The paper's schedule: exponential lr decay and a linear momentum ramp (SGD)."""
+    o = cfg.optimizer
+    decay = o.lr_decay**state.step
+    ramp = min(1.0, state.step / o.momentum_ramp_steps) if o.momentum_ramp_steps else 1.0
+    for opt, lr in ((state.opt_g, o.lr_g), (state.opt_d, o.lr_d)):
+        for group in opt.param_groups:
+            group["lr"] = max(o.lr_min, lr * decay)
+            if o.name == "sgd" and o.momentum_final is not None:
+                group["momentum"] = o.momentum + (o.momentum_final - o.momentum) * ramp
+
+
+def _update_ema(state: State, decay: float) -> None:
+    # Warm-up so early EMA weights are not dominated by the random init.
+    d = min(decay, (1 + state.step) / (10 + state.step))
+    with torch.no_grad():
+        for p_ema, p in zip(state.g_ema.parameters(), state.g.parameters(), strict=True):
+            p_ema.lerp_(p, 1 - d)
+        for b_ema, b in zip(state.g_ema.buffers(), state.g.buffers(), strict=True):
+            b_ema.copy_(b)
+
+
+class Batches:
+    """Real minibatch number b: a seeded permutation per epoch, so any b is reproducible."""
+
+    def __init__(self, dataset: Dataset, batch_size: int, seed: int) -> None:
+        self.images = torch.from_numpy(dataset.images)
+        self.labels = torch.from_numpy(dataset.labels)
+        self.batch_size = min(batch_size, len(self.labels))
+        self.per_epoch = len(self.labels) // self.batch_size
+        self.seed = seed
+        self._epoch = -1
+        self._perm = np.empty(0, dtype=np.int64)
+
+    def get(self, b: int) -> tuple[Tensor, Tensor, int]:
+        epoch, i = divmod(b, self.per_epoch)
+        if epoch != self._epoch:
+            self._perm = np.random.default_rng([self.seed, epoch, 7]).permutation(len(self.labels))
+            self._epoch = epoch
+        idx = torch.from_numpy(self._perm[i * self.batch_size : (i + 1) * self.batch_size])
+        return self.images[idx], self.labels[idx], epoch
+
+
+def _generator_labels(cfg: TrainConfig, n: int, num_classes: int, gen: torch.Generator) -> Tensor:
+    if not cfg.conditional:
+        return torch.zeros(n, dtype=torch.long)  # ignored by unconditional networks
+    return torch.randint(0, num_classes, (n,), generator=gen)
+
+
+def _call(net: nn.Module, x: Tensor, labels: Tensor, conditional: bool) -> Tensor:
+    return net(x, labels) if conditional else net(x)
+
+
+def train_step(cfg: TrainConfig, state: State, batches: Batches, num_classes: int) -> Event:
+    """k discriminator steps, then one generator step (Algorithm 1 of the paper)."""
+    _schedule(cfg, state)
+    torch.manual_seed(step_seed(cfg.seed, state.step, 1))  # dropout
+    gen = torch.Generator().manual_seed(step_seed(cfg.seed, state.step, 2))
+    cond = cfg.conditional
+    state.g.train()
+    state.d.train()
+    bs = batches.batch_size
+    for j in range(cfg.d_steps):
+        real_u8, real_labels, epoch = batches.get(state.step * cfg.d_steps + j)
+        real = to_model_range(real_u8, cfg)  # [N, C, H, W]
+        fake_labels = _generator_labels(cfg, bs, num_classes, gen)
+        with torch.no_grad():
+            fake = _call(state.g, sample_latent(cfg, bs, gen), fake_labels, cond)
+        real_logit = _call(state.d, real, real_labels, cond)
+        fake_logit = _call(state.d, fake, fake_labels, cond)
+        loss_d = losses.d_loss(cfg.loss, real_logit, fake_logit)
+        state.opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        state.opt_d.step()
+
+    fake_labels = _generator_labels(cfg, bs, num_classes, gen)
+    fake = _call(state.g, sample_latent(cfg, bs, gen), fake_labels, cond)
+    fake_logit = _call(state.d, fake, fake_labels, cond)
+    loss_g = losses.g_loss(cfg.loss, fake_logit)
+    state.opt_g.zero_grad(set_to_none=True)
+    loss_g.backward()
+    state.opt_g.step()
+    if cfg.ema_decay > 0:
+        _update_ema(state, cfg.ema_decay)
+    state.step += 1
+    return {
+        "epoch": epoch,
+        "loss_d": float(loss_d.detach()),
+        "loss_g": float(loss_g.detach()),
+        "d_real": float(torch.sigmoid(real_logit.detach()).mean()),
+        "d_fake": float(torch.sigmoid(fake_logit.detach()).mean()),
+    }
+
+
+def serving_generator(cfg: TrainConfig, state: State) -> networks.Generator:
+    """The weights to sample from: the EMA when enabled."""
+    return state.g_ema if cfg.ema_decay > 0 else state.g
+
+
+@torch.no_grad()
+def generate(
+    cfg: TrainConfig, g: nn.Module, seeds: np.ndarray, labels: np.ndarray | None
+) -> np.ndarray:
+    """Images for seeds as uint8 [N, H, W, C], drawing z exactly as the service does."""
+    g.eval()
+    out = []
+    for start in range(0, len(seeds), 500):
+        z = torch.from_numpy(latent.latents(seeds[start : start + 500], cfg.latent_dim, cfg.prior))
+        y = torch.from_numpy(labels[start : start + 500]) if labels is not None else None
+        x = g(z, y) if cfg.conditional else g(z)
+        out.append(imaging.to_uint8(x.numpy(), cfg.output_range))
+    return np.concatenate(out)
+
+
+def samples_grid(cfg: TrainConfig, g: nn.Module, num_classes: int) -> bytes:
+    """A 10x10 PNG grid; conditional models get one row per class."""
+    labels = (
+        np.repeat(np.arange(10) % num_classes, 10).astype(np.int64) if cfg.conditional else None
+    )
+    images = generate(cfg, g, np.arange(100), labels)  # seeds 0..99, as /v1/sample names them
+    return imaging.encode_png(imaging.grid(images, cols=10))
+
+
+def train(
+    cfg: TrainConfig,
+    run_dir: str | Path,
+    *,
+    progress: ProgressFn | None = None,
+    should_stop: StopFn | None = None,
+    evaluate: Callable[[nn.Module], dict[str, Any]] | None = None,
+    init_from: Path | None = None,
+) -> RunResult:
+    """Train until ``cfg.max_steps``, resuming from ``run_dir/checkpoint.pt`` when present.
+
+    ``init_from`` is a checkpoint to fine-tune from (its weights, not its step). ``evaluate``
+    maps the serving generator to metrics each ``eval_every`` steps. A stop requested by
+    ``should_stop`` ends at a step boundary with a checkpoint written.
+    """
+    run_dir = Path(run_dir)
+    (run_dir / "samples").mkdir(parents=True, exist_ok=True)
+    dataset, _ = load_dataset(cfg.dataset.source).split(
+        cfg.dataset.val_fraction, cfg.dataset.split_seed
+    )
+    state = build_state(cfg, dataset)
+    ckpt_path = run_dir / CHECKPOINT
+    if ckpt_path.exists():
+        load_checkpoint(ckpt_path, state)
+    elif init_from is not None:
+        load_checkpoint(init_from, state)
+        state.step = 0
+    (run_dir / "config.json").write_text(json.dumps(cfg.model_dump(mode="json"), indent=2))
+    emit = _emitter(run_dir, progress)
+    emit({"event": "start", "step": state.step, "max_steps": cfg.max_steps})
+
+    batches = Batches(dataset, cfg.batch_size, cfg.seed)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    t0, step0 = time.perf_counter(), state.step
+    metrics: dict[str, Any] = {}
+    while state.step < cfg.max_steps:
+        if should_stop is not None and should_stop():
+            save_checkpoint(ckpt_path, state, cfg, dataset)
+            emit({"event": "stopped", "step": state.step, "max_steps": cfg.max_steps})
+            return RunResult("stopped", state.step, run_dir, metrics)
+        stats = train_step(cfg, state, batches, dataset.num_classes)
+        done = state.step == cfg.max_steps
+        if state.step % cfg.log_every == 0 or done:
+            elapsed = time.perf_counter() - t0
+            rate = (state.step - step0) / elapsed if elapsed > 0 else 0.0
+            emit(
+                {
+                    "event": "progress",
+                    "step": state.step,
+                    "max_steps": cfg.max_steps,
+                    **stats,
+                    "images_per_s": rate * batches.batch_size * (1 + cfg.d_steps),
+                    "eta_s": (cfg.max_steps - state.step) / rate if rate else None,
+                }
+            )
+        if state.step % cfg.checkpoint_every == 0 or done:
+            save_checkpoint(ckpt_path, state, cfg, dataset)
+        if state.step % cfg.eval_every == 0 or done:
+            g = serving_generator(cfg, state)
+            grid = samples_grid(cfg, g, dataset.num_classes)
+            (run_dir / "samples" / f"step-{state.step:07d}.png").write_bytes(grid)
+            _atomic_write(run_dir / "samples.png", grid)
+            metrics = evaluate(g) if evaluate is not None else {}
+            emit({"event": "evaluation", "step": state.step, "metrics": metrics})
+    emit({"event": "completed", "step": state.step, "max_steps": cfg.max_steps})
+    return RunResult("completed", state.step, run_dir, metrics)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _emitter(run_dir: Path, progress: ProgressFn | None) -> ProgressFn:
+    def emit(event: Event) -> None:
+        event = {"time": time.time(), **event}
+        with open(run_dir / "stats.jsonl", "a") as f:
+            f.write(json.dumps(event) + "\n")
+        if progress is not None:
+            progress(event)
+
+    return emit
