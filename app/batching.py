@@ -14,7 +14,7 @@ import logging
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -39,7 +39,7 @@ class _Request:
     rows: int
     signature: _Signature
     future: asyncio.Future[np.ndarray]
-    taken: bool = field(default=False)  # left the queue (into a batch, or dropped)
+    taken: bool = False  # left the queue (into a batch, or dropped)
 
 
 class Batcher:

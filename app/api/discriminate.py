@@ -9,7 +9,7 @@ from typing import Annotated
 import numpy as np
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import ValidationError
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import MultiPartException
 
 from app import generation, imaging
@@ -53,26 +53,29 @@ async def discriminate(
     pool: PoolDep,
     settings: SettingsDep,
     metrics: MetricsDep,
+    response: Response,
     model: Annotated[str | None, Query(max_length=64)] = None,
     version: Annotated[str | None, Query(max_length=64)] = None,
     labels: Annotated[str | None, Query(description="npy: comma-separated labels")] = None,
     resize: Annotated[bool, Query()] = False,
-    response: Response,
 ) -> DiscriminateResponse:
     """Probability real and logit per image, from the model's discriminator."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     limits = imaging.DecodeLimits(settings.max_image_bytes, settings.max_pixels)
     if ctype == "multipart/form-data":
         form = await _form(request, settings)
-        model = _text(form.get("model")) or model
-        version = _text(form.get("version")) or version
-        labels = _text(form.get("labels")) or labels
-        resize = _flag(_text(form.get("resize")), resize)
-        files = [f for f in form.getlist("images") if isinstance(f, UploadFile)]
-        if not files:
-            raise InvalidInput("attach one or more files in the 'images' field", field="images")
+        try:
+            model = _text(form.get("model")) or model
+            version = _text(form.get("version")) or version
+            labels = _text(form.get("labels")) or labels
+            resize = _flag(_text(form.get("resize")), resize)
+            files = [f for f in form.getlist("images") if isinstance(f, UploadFile)]
+            if not files:
+                raise InvalidInput("attach one or more files in the 'images' field", field="images")
+            blobs = [await f.read() for f in files]
+        finally:
+            await form.close()
         loaded = await pool.get(model, version)
-        blobs = [await f.read() for f in files]
         images = await _decode_all(loaded, blobs, limits, resize, base64=False)
     elif ctype == "application/json":
         body = _json_body(await request.body())
@@ -101,7 +104,7 @@ async def discriminate(
     )
 
 
-async def _form(request: Request, settings: Settings):  # type: ignore[no-untyped-def]
+async def _form(request: Request, settings: Settings) -> FormData:
     try:
         return await request.form(
             max_files=settings.max_files,
