@@ -7,6 +7,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -102,13 +103,10 @@ class Server:
             str(self.port),
             "--no-access-log",
         ]
+        # A file, not a pipe: a full pipe would block the server's logging.
+        self.log = tempfile.TemporaryFile("w+")
         self.proc = subprocess.Popen(
-            cmd,
-            cwd=ROOT,
-            env={**os.environ, **env},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
+            cmd, cwd=ROOT, env={**os.environ, **env}, stdout=self.log, stderr=subprocess.STDOUT
         )
 
     def wait_ready(self, timeout: float = 60) -> None:
@@ -125,9 +123,8 @@ class Server:
         raise TimeoutError(f"server not ready in {timeout}s: {self.output()}")
 
     def output(self) -> str:
-        if self.proc.poll() is None:
-            return ""
-        return self.proc.stdout.read() if self.proc.stdout else ""
+        self.log.seek(0)
+        return self.log.read()[-4000:]
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -137,6 +134,7 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        self.log.close()
 
 
 @pytest.fixture

@@ -268,7 +268,10 @@ def test_malformed_bodies(client: TestClient) -> None:
     text = [("images", ("a.png", b"not an image at all", "image/png"))]
     problem(client.post("/v1/discriminate", data={"model": "tiny-gan"}, files=text), 415)
     nan = '{"model": "tiny-gan", "from": {"seed": 1}, "to": {"latent": [NaN, 0, 0, 0, 0, 0, 0, 0]}}'
-    problem(client.post("/v1/interpolate", content=nan, headers={"content-type": "application/json"}), 422)
+    problem(
+        client.post("/v1/interpolate", content=nan, headers={"content-type": "application/json"}),
+        422,
+    )
     problem(
         client.post(
             "/v1/interpolate",

@@ -1,0 +1,83 @@
+"""Runtimes: ONNX Runtime without torch, TorchScript with it, same numbers."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+from fastapi.testclient import TestClient
+
+from app.engine import OnnxEngine, TorchScriptEngine, load_engine
+from app.main import create_app
+from app.registry import Repository
+from app.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(code: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_the_pure_core_imports_neither_fastapi_nor_torch() -> None:
+    _run(
+        """
+        import sys
+        import app.latent, app.imaging, app.registry
+        assert "torch" not in sys.modules and "fastapi" not in sys.modules, sorted(sys.modules)
+        """
+    )
+
+
+def test_serving_through_onnx_never_imports_torch(models_dir: Path) -> None:
+    _run(
+        f"""
+        import sys
+        from fastapi.testclient import TestClient
+        from app.main import create_app
+        from app.settings import Settings
+        assert "torch" not in sys.modules
+        app = create_app(Settings(models_dir={str(models_dir)!r}, registry_poll_seconds=0))
+        with TestClient(app) as client:
+            for body in ({{"model": "tiny-gan", "n": 3}}, {{"model": "tiny-cgan", "format": "npy"}}):
+                assert client.post("/v1/sample", json=body).status_code == 200
+            r = client.post("/v1/interpolate", json={{"model": "tiny-gan", "from": {{"seed": 1}},
+                                                    "to": {{"seed": 2}}}})
+            assert r.status_code == 200
+        assert "torch" not in sys.modules, "torch was imported on the ONNX path"
+        """
+    )
+
+
+def test_torchscript_and_onnx_engines_agree(models_dir: Path) -> None:
+    repo = Repository(models_dir)
+    m = repo.verify("tiny-cgan", 1)
+    folder = repo.version_dir("tiny-cgan", 1)
+    onnx = load_engine(folder, m, "generator", Settings(backend="onnx"))
+    ts = load_engine(folder, m, "generator", Settings(backend="torchscript"))
+    assert isinstance(onnx, OnnxEngine) and isinstance(ts, TorchScriptEngine)
+    feeds = {
+        "z": np.random.default_rng(0).standard_normal((5, 8), np.float32),
+        "label": np.arange(5, dtype=np.int64),
+    }
+    np.testing.assert_allclose(onnx.run(feeds), ts.run(feeds), atol=1e-5)
+    assert onnx.device == ts.device == "cpu"
+
+
+def test_the_service_serves_through_torchscript(models_dir: Path) -> None:
+    body = {"model": "tiny-gan", "seed": 3, "n": 4, "format": "npy"}
+    results = []
+    for backend in ("onnx", "torchscript"):
+        settings = Settings(models_dir=models_dir, registry_poll_seconds=0, backend=backend)
+        with TestClient(create_app(settings)) as client:
+            r = client.post("/v1/sample", json=body)
+            assert r.status_code == 200
+            results.append(np.load(__import__("io").BytesIO(r.content)))
+    # uint8 after rounding: float differences of 1e-6 may flip a pixel by one level.
+    assert np.abs(results[0].astype(int) - results[1].astype(int)).max() <= 1

@@ -1,0 +1,104 @@
+"""The repository format: versions, aliases, integrity and atomic publishing."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from app.errors import IntegrityError, InvalidInput, NotFound
+from app.registry import Manifest, ManifestError, Repository
+
+
+def test_versions_aliases_and_resolution(models_dir: Path) -> None:
+    repo = Repository(models_dir)
+    assert repo.models() == ["tiny-cgan", "tiny-gan"]
+    assert repo.versions("tiny-gan") == [1]
+    assert repo.aliases("tiny-gan") == {"production": 1}
+    assert repo.resolve("tiny-gan", None) == repo.resolve("tiny-gan", "production") == 1
+    assert repo.resolve("tiny-gan", "latest") == repo.resolve("tiny-gan", "1") == 1
+    with pytest.raises(NotFound):
+        repo.resolve("tiny-gan", 2)
+    with pytest.raises(NotFound):
+        repo.resolve("tiny-gan", "staging")
+    with pytest.raises(NotFound):
+        repo.versions("absent")
+    with pytest.raises(InvalidInput):
+        repo.versions("../etc")
+    with pytest.raises(InvalidInput):
+        repo.versions("a\x00b")
+
+
+def test_without_a_production_alias_the_newest_version_serves(models_dir: Path) -> None:
+    repo = Repository(models_dir)
+    (models_dir / "tiny-gan" / "aliases.json").unlink()
+    v1 = repo.version_dir("tiny-gan", 1)
+    shutil.copytree(v1, v1.parent / "2")
+    assert repo.resolve("tiny-gan", None) == 2
+
+
+def test_manifest_round_trip_and_schema_checks(models_dir: Path) -> None:
+    repo = Repository(models_dir)
+    m = repo.manifest("tiny-cgan", 1)
+    assert Manifest.from_dict(json.loads(json.dumps(m.to_dict()))) == m
+    assert m.conditional and m.tensors["generator"]["inputs"] == ["z", "label"]
+    bad = m.to_dict() | {"schema_version": 99}
+    with pytest.raises(ManifestError):
+        Manifest.from_dict(bad)
+    with pytest.raises(ManifestError):
+        Manifest.from_dict(m.to_dict() | {"artifacts": {"../x": "0"}})
+    with pytest.raises(ManifestError):
+        Manifest.from_dict({k: v for k, v in m.to_dict().items() if k != "latent"})
+
+
+def test_a_tampered_artifact_is_refused(models_dir: Path) -> None:
+    repo = Repository(models_dir)
+    assert repo.verify("tiny-gan", 1).version == 1
+    path = repo.version_dir("tiny-gan", 1) / "discriminator.onnx"
+    path.write_bytes(path.read_bytes() + b"\0")
+    with pytest.raises(IntegrityError, match="sha256"):
+        repo.verify("tiny-gan", 1)
+    path.unlink()
+    with pytest.raises(IntegrityError, match="unreadable"):
+        repo.verify("tiny-gan", 1)
+
+
+def test_publish_is_atomic_and_numbers_versions(models_dir: Path) -> None:
+    repo = Repository(models_dir)
+    manifest = repo.manifest("tiny-gan", 1).to_dict()
+    with repo.staging("tiny-gan") as staged:
+        (staged / "generator.onnx").write_bytes(b"half")
+        assert repo.versions("tiny-gan") == [1]  # staged work is invisible
+    with pytest.raises(RuntimeError), repo.staging("tiny-gan") as staged:
+        (staged / "generator.onnx").write_bytes(b"half")
+        raise RuntimeError("export failed")
+    assert repo.versions("tiny-gan") == [1]
+    assert not [p for p in (models_dir / "tiny-gan").iterdir() if p.name.startswith(".staging")]
+
+    with repo.staging("tiny-gan") as staged:
+        for f in manifest["artifacts"]:
+            shutil.copy(repo.version_dir("tiny-gan", 1) / f, staged / f)
+        sealed = repo.publish(staged, manifest, ["canary"])
+    assert sealed.version == 2 and repo.versions("tiny-gan") == [1, 2]
+    assert repo.aliases("tiny-gan") == {"production": 1, "canary": 2}
+    assert repo.verify("tiny-gan", 2).artifacts == sealed.artifacts
+    assert oct(repo.version_dir("tiny-gan", 2).stat().st_mode & 0o777) == "0o755"
+
+
+def test_alias_rules(models_dir: Path) -> None:
+    repo = Repository(models_dir)
+    for bad in ("latest", "7", "Bad", "../x"):
+        with pytest.raises(InvalidInput):
+            repo.set_alias("tiny-gan", bad, 1)
+    with pytest.raises(NotFound):
+        repo.set_alias("tiny-gan", "canary", 3)
+    repo.set_alias("tiny-gan", "canary", 1)
+    assert repo.aliases("tiny-gan")["canary"] == 1
+
+
+def test_a_torn_aliases_file_is_an_integrity_error(models_dir: Path) -> None:
+    (models_dir / "tiny-gan" / "aliases.json").write_text("{not json")
+    with pytest.raises(IntegrityError):
+        Repository(models_dir).aliases("tiny-gan")

@@ -1,0 +1,131 @@
+"""The real server: uvicorn in a child process, on a free loopback port."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from app.registry import Repository
+
+from .test_api import npy
+
+
+def _wait_for(check, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise AssertionError("condition not met in time")
+
+
+def _republish(models_dir: Path, name: str, *, promote: bool = True) -> int:
+    """Publish a copy of v1's artifacts as the next version, through the registry."""
+    repo = Repository(models_dir)
+    manifest = repo.manifest(name, 1).to_dict()
+    with repo.staging(name) as staged:
+        for file in manifest["artifacts"]:
+            shutil.copy(repo.version_dir(name, 1) / file, staged / file)
+        return repo.publish(staged, manifest, ["production"] if promote else []).version
+
+
+async def _concurrent(url: str, bodies: list[dict]) -> list[httpx.Response]:
+    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+        return list(await asyncio.gather(*(client.post("/v1/sample", json=b) for b in bodies)))
+
+
+def test_concurrent_requests_are_batched_and_exact(models_dir: Path, start_server) -> None:  # type: ignore[no-untyped-def]
+    server = start_server(GAN_MODELS_DIR=str(models_dir), GAN_MAX_DELAY_MS="100")
+    bodies = [{"model": "tiny-cgan", "seed": 500 + i, "format": "npy"} for i in range(16)]
+    singles = asyncio.run(_concurrent(server.url, bodies))
+    together = httpx.post(
+        f"{server.url}/v1/sample",
+        json={"model": "tiny-cgan", "seed": 500, "n": 16, "format": "npy"},
+    )
+    stacked = np.concatenate([npy(r) for r in singles])
+    np.testing.assert_array_equal(stacked, npy(together))
+    metrics = httpx.get(f"{server.url}/metrics").text
+    count = _metric(metrics, 'gan_batch_size_count{model="tiny-cgan",role="generator"}')
+    total = _metric(metrics, 'gan_batch_size_sum{model="tiny-cgan",role="generator"}')
+    assert total == 16 + 16  # 16 singles, then one n=16
+    assert count < 16 + 1, "16 concurrent requests should share engine calls"
+
+
+def test_batching_off_gives_the_same_bytes(models_dir: Path, start_server) -> None:  # type: ignore[no-untyped-def]
+    on = start_server(GAN_MODELS_DIR=str(models_dir))
+    off = start_server(GAN_MODELS_DIR=str(models_dir), GAN_BATCHING="false")
+    body = {"model": "tiny-gan", "seed": 7, "n": 9, "format": "npy"}
+    a = httpx.post(f"{on.url}/v1/sample", json=body).content
+    b = httpx.post(f"{off.url}/v1/sample", json=body).content
+    assert a == b == httpx.post(f"{on.url}/v1/sample", json=body).content
+
+
+def test_hot_reload_on_publish_and_alias_move(models_dir: Path, start_server) -> None:  # type: ignore[no-untyped-def]
+    server = start_server(GAN_MODELS_DIR=str(models_dir))
+
+    def served() -> str:
+        r = httpx.post(f"{server.url}/v1/sample", json={"model": "tiny-gan"})
+        return r.headers["x-model-version"]
+
+    assert served() == "1"
+    assert _republish(models_dir, "tiny-gan") == 2
+    _wait_for(lambda: served() == "2")
+    Repository(models_dir).set_alias("tiny-gan", "production", 1)  # a rollback by another process
+    _wait_for(lambda: served() == "1")
+    metrics = httpx.get(f"{server.url}/metrics").text
+    assert _metric(metrics, 'gan_model_reloads_total{model="tiny-gan"}') == 2
+
+
+def test_a_corrupted_version_is_refused_and_the_old_one_keeps_serving(
+    models_dir: Path,
+    start_server,  # type: ignore[no-untyped-def]
+) -> None:
+    server = start_server(GAN_MODELS_DIR=str(models_dir))
+    repo = Repository(models_dir)
+    version = _republish(models_dir, "tiny-gan", promote=False)
+    onnx = repo.version_dir("tiny-gan", version) / "generator.onnx"
+    data = bytearray(onnx.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    onnx.write_bytes(bytes(data))
+    repo.set_alias("tiny-gan", "production", version)
+
+    def refused() -> bool:
+        ready = httpx.get(f"{server.url}/readyz").json()["models"]["tiny-gan"]
+        return ready["error"] is not None and "sha256" in ready["error"]
+
+    _wait_for(refused)
+    r = httpx.post(f"{server.url}/v1/sample", json={"model": "tiny-gan"})
+    assert r.status_code == 200 and r.headers["x-model-version"] == "1"
+    explicit = httpx.post(f"{server.url}/v1/sample", json={"model": "tiny-gan", "version": version})
+    assert explicit.status_code == 500 and "sha256" in explicit.json()["detail"]
+    metrics = httpx.get(f"{server.url}/metrics").text
+    assert _metric(metrics, 'gan_model_load_failures_total{model="tiny-gan"}') == 1
+
+
+def test_full_queue_answers_503_with_retry_after(models_dir: Path, start_server) -> None:  # type: ignore[no-untyped-def]
+    server = start_server(
+        GAN_MODELS_DIR=str(models_dir),
+        GAN_QUEUE_SIZE="64",
+        GAN_MAX_BATCH="64",
+        GAN_MAX_DELAY_MS="0",
+    )
+    bodies = [{"model": "tiny-cgan", "seed": i, "n": 64, "format": "npy"} for i in range(24)]
+    responses = asyncio.run(_concurrent(server.url, bodies))
+    statuses = [r.status_code for r in responses]
+    assert set(statuses) <= {200, 503} and 200 in statuses and 503 in statuses
+    refused = next(r for r in responses if r.status_code == 503)
+    assert refused.headers["retry-after"] == "1"
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert httpx.get(f"{server.url}/readyz").status_code == 200
+
+
+def _metric(text: str, series: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.split()[-1])
+    raise AssertionError(f"{series} not in metrics")
