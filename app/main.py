@@ -6,6 +6,7 @@ Settings are read here, once, never at import time. The lifespan owns every reso
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,11 +19,12 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
-from app.api import discriminate, health, interpolate, models, sample
+from app.api import datasets, discriminate, health, interpolate, jobs, models, sample
 from app.errors import ApiError
 from app.metrics import Metrics
 from app.middleware import RequestContext
 from app.pool import ModelPool
+from app.queue import JobQueue
 from app.registry import Repository
 from app.settings import Settings
 
@@ -35,6 +37,17 @@ class State(TypedDict):
     metrics: Metrics
     repo: Repository
     pool: ModelPool
+    queue: JobQueue
+
+
+async def _reap_forever(queue: JobQueue, every_s: float = 5.0) -> None:
+    """Find jobs whose worker died (here or on another machine) and requeue them."""
+    while True:
+        try:
+            await asyncio.to_thread(queue.reap)
+        except Exception:
+            log.exception("job reaper failed")
+        await asyncio.sleep(every_s)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -47,12 +60,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         repo = Repository(settings.models_dir)
         pool = ModelPool(repo, settings, metrics)
         await pool.start()
+        queue = JobQueue(settings)
+        embedded = settings.queue_url is None and settings.embedded_worker
+        if embedded:
+            await asyncio.to_thread(queue.start_embedded)
+        reaper = asyncio.create_task(_reap_forever(queue), name="job-reaper")
         if settings.api_key is None:
             log.warning("GAN_API_KEY is not set: admin routes are open; bind to loopback only")
         log.info("serving %s from %s", ", ".join(pool.names()) or "nothing", settings.models_dir)
         try:
-            yield {"settings": settings, "metrics": metrics, "repo": repo, "pool": pool}
+            yield {
+                "settings": settings,
+                "metrics": metrics,
+                "repo": repo,
+                "pool": pool,
+                "queue": queue,
+            }
         finally:
+            reaper.cancel()
+            await asyncio.gather(reaper, return_exceptions=True)
+            if embedded:  # running jobs checkpoint and go back on the queue
+                await asyncio.to_thread(queue.stop_embedded)
             await pool.close()
 
     app = FastAPI(
@@ -61,7 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="GAN generators and discriminators over HTTP",
         lifespan=lifespan,
     )
-    for module in (sample, discriminate, interpolate, models, health):
+    for module in (sample, discriminate, interpolate, models, jobs, datasets, health):
         app.include_router(module.router)
     _install_error_handlers(app)
     if settings.cors_origins:
@@ -70,7 +98,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "PUT"],
         )
-    app.add_middleware(RequestContext, metrics=metrics, max_body=settings.max_upload_bytes)
+    app.add_middleware(
+        RequestContext,
+        metrics=metrics,
+        max_body=settings.max_upload_bytes,
+        max_body_by_path={"/v1/datasets": settings.max_dataset_bytes},
+    )
     return app
 
 

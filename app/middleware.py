@@ -21,10 +21,18 @@ access_log = logging.getLogger("app.access")
 
 
 class RequestContext:
-    def __init__(self, app: ASGIApp, *, metrics: Metrics, max_body: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        metrics: Metrics,
+        max_body: int,
+        max_body_by_path: dict[str, int] | None = None,
+    ) -> None:
         self.app = app
         self.metrics = metrics
         self.max_body = max_body
+        self.max_body_by_path = max_body_by_path or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -32,9 +40,10 @@ class RequestContext:
             return
         headers = dict(scope["headers"])
         request_id = headers.get(b"x-request-id", b"").decode("latin-1")[:128] or uuid.uuid4().hex
+        max_body = self.max_body_by_path.get(scope["path"], self.max_body)
         length = headers.get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_body:
-            await _too_large(send, self.max_body, request_id)
+        if length is not None and length.isdigit() and int(length) > max_body:
+            await _too_large(send, max_body, request_id)
             self._record(scope, 413, 0.0, request_id)
             return
 
@@ -46,8 +55,8 @@ class RequestContext:
             nonlocal received
             message = await receive()
             received += len(message.get("body", b""))
-            if received > self.max_body:  # chunked bodies carry no Content-Length
-                raise HTTPException(413, f"the request body is over {self.max_body} bytes")
+            if received > max_body:  # chunked bodies carry no Content-Length
+                raise HTTPException(413, f"the request body is over {max_body} bytes")
             return message
 
         async def send_wrapper(message: Message) -> None:

@@ -50,4 +50,18 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = Field(None, description="admin key; unset: admin routes open")
     cors_origins: list[str] = Field(default_factory=list)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-    queue_url: str | None = Field(None, description="redis://... for scaled-out job workers")
+
+    # Retraining jobs.
+    queue_url: str | None = Field(
+        None, description="redis://... : workers consume; unset: SQLite queue in data_dir"
+    )
+    embedded_worker: bool = Field(
+        True, description="run a job consumer inside the service (ignored with queue_url)"
+    )
+    job_workers: int = Field(1, ge=1, le=64, description="jobs run at once per worker process")
+    max_queued_jobs: int = Field(16, ge=1)
+    max_job_steps: int = Field(200_000, ge=1)
+    job_stale_s: float = Field(30.0, gt=0, description="heartbeat age at which a job is reaped")
+    job_max_attempts: int = Field(3, ge=1, description="runs before a dying job is failed")
+    max_dataset_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+    max_dataset_files: int = Field(100_000, ge=1)

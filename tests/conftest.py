@@ -138,11 +138,12 @@ class Server:
 
 
 @pytest.fixture
-def start_server() -> Iterator:  # type: ignore[type-arg]
+def start_server(tmp_path: Path) -> Iterator:  # type: ignore[type-arg]
     servers: list[Server] = []
 
     def start(**env: str) -> Server:
-        server = Server({"GAN_REGISTRY_POLL_SECONDS": "0.2", **env})
+        defaults = {"GAN_REGISTRY_POLL_SECONDS": "0.2", "GAN_DATA_DIR": str(tmp_path / "data")}
+        server = Server({**defaults, **env})
         servers.append(server)
         server.wait_ready()
         return server

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -26,6 +27,11 @@ def _train(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.set)
     run_dir = Path(args.run_dir or f"runs/{args.name}")
     stop = {"requested": False}
+    parent = os.getppid()
+
+    def should_stop() -> bool:
+        # --exit-with-parent: a job worker killed outright must not leave training orphaned.
+        return stop["requested"] or (args.exit_with_parent and os.getppid() != parent)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop["requested"] = True
@@ -50,7 +56,7 @@ def _train(args: argparse.Namespace) -> int:
         cfg,
         run_dir,
         progress=progress,
-        should_stop=lambda: stop["requested"],
+        should_stop=should_stop,
         evaluate=evaluate,
         init_from=Path(args.init_from) if args.init_from else None,
     )
@@ -146,7 +152,14 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--name", default="model", help="model name in the repository")
     t.add_argument("--run-dir", help="checkpoints, stats and grids (default runs/NAME)")
     t.add_argument("--out", help="model repository to publish into (e.g. models/)")
-    t.add_argument("--init-from", help="a checkpoint to fine-tune from")
+    t.add_argument(
+        "--init-from", help="a checkpoint, or a published version folder, to fine-tune from"
+    )
+    t.add_argument(
+        "--exit-with-parent",
+        action="store_true",
+        help="stop (checkpoint, exit 3) when the parent process dies",
+    )
     t.add_argument("--parent-version", type=int, help="recorded in the manifest")
     t.add_argument("--no-eval", action="store_true", help="skip classifier-based metrics")
     t.add_argument("--no-promote", action="store_true", help="publish without moving production")

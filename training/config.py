@@ -9,6 +9,7 @@ Pure pydantic (no torch), so the web service can validate a job without loading 
 
 from __future__ import annotations
 
+import json
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -128,9 +129,10 @@ def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str
 
 
 def load_config(path: str | Path, overrides: list[str] | dict[str, Any] = ()) -> TrainConfig:  # type: ignore[assignment]
-    """Read a TOML preset and apply ``key=value`` (or dict) overrides."""
+    """Read a TOML preset (or a JSON config) and apply ``key=value`` (or dict) overrides."""
+    path = Path(path)
     with open(path, "rb") as f:
-        data = tomllib.load(f)
+        data = json.load(f) if path.suffix == ".json" else tomllib.load(f)
     if not isinstance(overrides, dict):
         pairs = {}
         for item in overrides:

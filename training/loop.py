@@ -108,6 +108,19 @@ def load_checkpoint(path: Path, state: State) -> None:
     state.step = int(ckpt["step"])
 
 
+def load_weights(source: Path, state: State) -> None:
+    """Start from another run's checkpoint, or a published version's TorchScript weights."""
+    if source.is_dir():
+        g = torch.jit.load(str(source / "generator.pt"), map_location="cpu").state_dict()
+        d = torch.jit.load(str(source / "discriminator.pt"), map_location="cpu").state_dict()
+    else:
+        ckpt = torch.load(source, map_location="cpu", weights_only=True)
+        g, d = ckpt["g_ema"], ckpt["d"]
+    state.g.load_state_dict(g)
+    state.g_ema.load_state_dict(g)
+    state.d.load_state_dict(d)
+
+
 def save_checkpoint(path: Path, state: State, cfg: TrainConfig, dataset: Dataset) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(state.state_dict(cfg, dataset), tmp)
@@ -248,7 +261,8 @@ def train(
 ) -> RunResult:
     """Train until ``cfg.max_steps``, resuming from ``run_dir/checkpoint.pt`` when present.
 
-    ``init_from`` is a checkpoint to fine-tune from (its weights, not its step). ``evaluate``
+    ``init_from`` is a checkpoint or a published version folder to fine-tune from (its
+    weights, not its step or optimiser state). ``evaluate``
     maps the serving generator to metrics each ``eval_every`` steps. A stop requested by
     ``should_stop`` ends at a step boundary with a checkpoint written.
     """
@@ -262,14 +276,12 @@ def train(
     if ckpt_path.exists():
         load_checkpoint(ckpt_path, state)
     elif init_from is not None:
-        load_checkpoint(init_from, state)
-        state.step = 0
+        load_weights(init_from, state)
     (run_dir / "config.json").write_text(json.dumps(cfg.model_dump(mode="json"), indent=2))
     emit = _emitter(run_dir, progress)
     emit({"event": "start", "step": state.step, "max_steps": cfg.max_steps})
 
     batches = Batches(dataset, cfg.batch_size, cfg.seed)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     t0, step0 = time.perf_counter(), state.step
     metrics: dict[str, Any] = {}
     while state.step < cfg.max_steps:

@@ -24,7 +24,9 @@ PROBLEM = "application/problem+json"
 
 @pytest.fixture
 def client(models_dir: Path) -> Iterator[TestClient]:
-    settings = Settings(models_dir=models_dir, registry_poll_seconds=0)
+    settings = Settings(
+        models_dir=models_dir, data_dir=models_dir.parent / "data", registry_poll_seconds=0
+    )
     with TestClient(create_app(settings)) as c:
         yield c
 
@@ -290,7 +292,12 @@ def test_malformed_bodies(client: TestClient) -> None:
 
 
 def test_body_over_the_limit_is_refused_before_parsing(models_dir: Path) -> None:
-    settings = Settings(models_dir=models_dir, registry_poll_seconds=0, max_upload_bytes=2048)
+    settings = Settings(
+        models_dir=models_dir,
+        data_dir=models_dir.parent / "data",
+        registry_poll_seconds=0,
+        max_upload_bytes=2048,
+    )
     with TestClient(create_app(settings)) as c:
         body = problem(
             c.post(
@@ -319,7 +326,12 @@ def test_models_listing_and_alias_promotion(client: TestClient, models_dir: Path
 
 
 def test_admin_routes_need_the_key(models_dir: Path) -> None:
-    settings = Settings(models_dir=models_dir, registry_poll_seconds=0, api_key="s3cret")
+    settings = Settings(
+        models_dir=models_dir,
+        data_dir=models_dir.parent / "data",
+        registry_poll_seconds=0,
+        api_key="s3cret",
+    )
     with TestClient(create_app(settings)) as c:
         url, body = "/v1/models/tiny-gan/aliases/canary", {"version": 1}
         problem(c.put(url, json=body), 401)
@@ -349,8 +361,19 @@ def test_request_id_is_echoed(client: TestClient) -> None:
 
 
 def test_default_model_setting(models_dir: Path) -> None:
-    settings = Settings(models_dir=models_dir, registry_poll_seconds=0, default_model="tiny-cgan")
+    settings = Settings(
+        models_dir=models_dir,
+        data_dir=models_dir.parent / "data",
+        registry_poll_seconds=0,
+        default_model="tiny-cgan",
+    )
     with TestClient(create_app(settings)) as c:
         assert c.post("/v1/sample", json={}).headers["x-model"] == "tiny-cgan"
-    with TestClient(create_app(Settings(models_dir=models_dir, registry_poll_seconds=0))) as c:
+    with TestClient(
+        create_app(
+            Settings(
+                models_dir=models_dir, data_dir=models_dir.parent / "data", registry_poll_seconds=0
+            )
+        )
+    ) as c:
         assert c.post("/v1/sample", json={}).headers["x-model"] == "tiny-cgan"  # first by name

@@ -43,7 +43,7 @@ def test_serving_through_onnx_never_imports_torch(models_dir: Path) -> None:
         from app.main import create_app
         from app.settings import Settings
         assert "torch" not in sys.modules
-        app = create_app(Settings(models_dir={str(models_dir)!r}, registry_poll_seconds=0))
+        app = create_app(Settings(models_dir={str(models_dir)!r}, data_dir={str(models_dir.parent / "data")!r}, registry_poll_seconds=0))
         with TestClient(app) as client:
             for body in ({{"model": "tiny-gan", "n": 3}}, {{"model": "tiny-cgan", "format": "npy"}}):
                 assert client.post("/v1/sample", json=body).status_code == 200
@@ -74,7 +74,12 @@ def test_the_service_serves_through_torchscript(models_dir: Path) -> None:
     body = {"model": "tiny-gan", "seed": 3, "n": 4, "format": "npy"}
     results = []
     for backend in ("onnx", "torchscript"):
-        settings = Settings(models_dir=models_dir, registry_poll_seconds=0, backend=backend)
+        settings = Settings(
+            models_dir=models_dir,
+            data_dir=models_dir.parent / "data",
+            registry_poll_seconds=0,
+            backend=backend,
+        )
         with TestClient(create_app(settings)) as client:
             r = client.post("/v1/sample", json=body)
             assert r.status_code == 200

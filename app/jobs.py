@@ -1,0 +1,158 @@
+"""Job records: one folder per job in the data directory that service and workers share.
+
+    <data_dir>/jobs/<id>/job.json     the record (state, progress, metrics, outcome)
+    <data_dir>/jobs/<id>/config.json  the validated training config the child runs
+    <data_dir>/jobs/<id>/run/         the training run: checkpoint, stats.jsonl, samples.png
+    <data_dir>/jobs/<id>/log.txt      the child's output
+
+Every write replaces job.json atomically under a per-job file lock, so readers on any replica
+never see a torn record and two writers never lose each other's update.
+
+States: queued -> running -> succeeded | failed | cancelled (running -> queued when a worker
+stops or dies mid-run: the job resumes from its checkpoint).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from app.errors import Conflict, NotFound
+
+State = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+Promote = Literal["never", "if_better", "always"]
+
+
+class Progress(BaseModel):
+    step: int = 0
+    max_steps: int = 0
+    epoch: int | None = None
+    loss_d: float | None = None
+    loss_g: float | None = None
+    d_real: float | None = None
+    d_fake: float | None = None
+    images_per_s: float | None = None
+    eta_s: float | None = None
+
+
+class Job(BaseModel):
+    id: str
+    model: str
+    preset: str
+    overrides: dict[str, Any] = Field(default_factory=dict)
+    base_version: int | None = None
+    dataset: str | None = None
+    promote: Promote = "if_better"
+    state: State = "queued"
+    created: float = Field(default_factory=time.time)
+    started: float | None = None
+    finished: float | None = None
+    attempts: int = 0
+    worker: str | None = None
+    heartbeat: float | None = None
+    cancel_requested: bool = False
+    progress: Progress = Field(default_factory=Progress)
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    published_version: int | None = None
+    promoted: bool | None = None
+    promotion_reason: str | None = None
+    error: str | None = None
+
+
+class JobStore:
+    def __init__(self, data_dir: Path) -> None:
+        self.root = Path(data_dir) / "jobs"
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def dir(self, job_id: str) -> Path:
+        if not job_id.isalnum() or len(job_id) > 64:  # ids are hex; anything else is a probe
+            raise NotFound(f"no job {job_id!r}")
+        return self.root / job_id
+
+    def create(self, **fields: Any) -> Job:
+        job = Job(id=uuid.uuid4().hex[:16], **fields)
+        folder = self.dir(job.id)
+        folder.mkdir()
+        self._write(job)
+        return job
+
+    def get(self, job_id: str) -> Job:
+        try:
+            return Job.model_validate_json((self.dir(job_id) / "job.json").read_bytes())
+        except FileNotFoundError as e:
+            raise NotFound(f"no job {job_id!r}") from e
+
+    def list(self, state: str | None = None) -> list[Job]:
+        jobs = []
+        for folder in self.root.iterdir():
+            try:
+                job = self.get(folder.name)
+            except (NotFound, ValueError):
+                continue
+            if state is None or job.state == state:
+                jobs.append(job)
+        return sorted(jobs, key=lambda j: j.created, reverse=True)
+
+    def update(self, job_id: str, change: Callable[[Job], Job | None]) -> Job:
+        """Apply ``change`` to the current record under the job's lock; None leaves it alone."""
+        with self._lock(job_id):
+            job = self.get(job_id)
+            new = change(job.model_copy(deep=True))
+            if new is None:
+                return job
+            self._write(new)
+            return new
+
+    def set(self, job_id: str, **fields: Any) -> Job:
+        return self.update(job_id, lambda j: j.model_copy(update=fields))
+
+    def transition(self, job_id: str, expected: set[str], **fields: Any) -> Job | None:
+        """Compare-and-set: apply ``fields`` only if the state is one of ``expected``."""
+        changed: list[Job] = []
+
+        def change(job: Job) -> Job | None:
+            if job.state not in expected:
+                return None
+            changed.append(job.model_copy(update=fields))
+            return changed[0]
+
+        self.update(job_id, change)
+        return changed[0] if changed else None
+
+    def request_cancel(self, job_id: str) -> Job:
+        def change(job: Job) -> Job:
+            if job.state in TERMINAL:
+                raise Conflict(f"job {job_id} has already {job.state}")
+            if job.state == "queued":
+                return job.model_copy(
+                    update={"state": "cancelled", "finished": time.time(), "cancel_requested": True}
+                )
+            return job.model_copy(update={"cancel_requested": True})
+
+        return self.update(job_id, change)
+
+    def _write(self, job: Job) -> None:
+        folder = self.dir(job.id)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".job.")
+        with os.fdopen(fd, "w") as f:
+            f.write(job.model_dump_json(indent=2))
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, folder / "job.json")
+
+    @contextmanager
+    def _lock(self, job_id: str) -> Iterator[None]:
+        with open(self.dir(job_id) / ".lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
