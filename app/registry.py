@@ -128,6 +128,14 @@ def check_name(name: str) -> str:
     return name
 
 
+def check_alias(alias: str) -> str:
+    if not NAME_RE.fullmatch(alias) or alias == LATEST or alias.isdigit():
+        raise InvalidInput(
+            f"invalid alias {alias!r}: a name (not a number, not {LATEST!r})", field="alias"
+        )
+    return alias
+
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -269,6 +277,8 @@ class Repository:
         created, schema_version), which this fills in.
         """
         name = check_name(manifest["name"])
+        for alias in aliases:
+            check_alias(alias)  # before anything is sealed: a refused publish publishes nothing
         with self._lock(name):
             existing = self.versions(name)
             version = (existing[-1] if existing else 0) + 1
@@ -299,8 +309,7 @@ class Repository:
             self._set_alias_locked(name, alias, version)
 
     def _set_alias_locked(self, name: str, alias: str, version: int) -> None:
-        if not NAME_RE.fullmatch(alias) or alias == LATEST or alias.isdigit():
-            raise InvalidInput(f"invalid alias {alias!r}", field="alias")
+        check_alias(alias)
         if version not in self.versions(name):
             raise NotFound(f"model {name!r} has no version {version}", field="version")
         aliases = self.aliases(name)

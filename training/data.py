@@ -111,13 +111,16 @@ def _finish(name: str, images: np.ndarray, labels: np.ndarray, class_names: list
 
 def _load_npz(path: Path) -> Dataset:
     try:
-        with np.load(path, allow_pickle=False) as f:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise DatasetError(f"{path}: an .npy array, not an npz archive")
+        with loaded as f:
             if "images" not in f or "labels" not in f:
                 raise DatasetError(f"{path}: an npz dataset needs arrays 'images' and 'labels'")
             images, labels = f["images"], f["labels"]
+    except DatasetError:
+        raise
     except (OSError, ValueError) as e:
-        if isinstance(e, DatasetError):
-            raise
         raise DatasetError(f"{path}: not a readable npz file ({e})") from e
     if labels.ndim != 1 or len(labels) == 0:
         raise DatasetError(f"{path}: 'labels' must be a non-empty 1-D array")
@@ -160,6 +163,8 @@ def _read_idx(path: Path) -> np.ndarray:
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         raise DatasetError(f"{path}: not an unsigned-byte IDX file (bad magic number)")
     ndim = raw[3]
+    if len(raw) < 4 + 4 * ndim:
+        raise DatasetError(f"{path}: truncated IDX header")
     dims = np.frombuffer(raw, dtype=">u4", count=ndim, offset=4).astype(int)
     body = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
     if body.size != int(np.prod(dims)):
@@ -168,7 +173,7 @@ def _read_idx(path: Path) -> np.ndarray:
 
 
 def _load_idx(path: Path) -> Dataset:
-    labels_path = Path(str(path).replace("images", "labels").replace("idx3", "idx1"))
+    labels_path = path.with_name(path.name.replace("images", "labels").replace("idx3", "idx1"))
     if labels_path == path or not labels_path.exists():
         raise DatasetError(f"{path}: no labels file next to it (expected {labels_path.name})")
     images, labels = _read_idx(path), _read_idx(labels_path)

@@ -64,7 +64,10 @@ def _example_inputs(
     net: nn.Module, shape: list[int], latent_dim: int, num_classes: int, role: str, n: int
 ) -> tuple[Tensor, ...]:
     gen = torch.Generator().manual_seed(n)
-    x = torch.randn(n, latent_dim, generator=gen) if role == "generator" else torch.rand(n, *shape)
+    if role == "generator":
+        x = torch.randn(n, latent_dim, generator=gen)
+    else:
+        x = torch.rand(n, *shape, generator=gen)
     if not num_classes:
         return (x,)
     return x, torch.randint(0, num_classes, (n,), generator=gen)

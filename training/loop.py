@@ -101,8 +101,23 @@ def build_state(cfg: TrainConfig, dataset: Dataset) -> State:
     return State(g, d, g_ema, opt_g, opt_d)
 
 
-def load_checkpoint(path: Path, state: State) -> None:
+# Fields a resumed run may change: how long it runs and how often it reports.
+RESUMABLE_CHANGES = {"max_steps", "eval_every", "eval_samples", "checkpoint_every", "log_every"}
+
+
+def load_checkpoint(path: Path, state: State, cfg: TrainConfig | None = None) -> None:
+    """Restore a checkpoint; with ``cfg``, refuse one written under a different recipe."""
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    if cfg is not None:
+        ours = cfg.model_dump(mode="json")
+        changed = sorted(
+            k for k in ours.keys() - RESUMABLE_CHANGES if ours[k] != ckpt["config"].get(k)
+        )
+        if changed:
+            raise ValueError(
+                f"{path} was written with a different config ({', '.join(changed)}); "
+                "use a new run directory"
+            )
     for name in ("g", "d", "g_ema", "opt_g", "opt_d"):
         getattr(state, name).load_state_dict(ckpt[name])
     state.step = int(ckpt["step"])
@@ -274,7 +289,7 @@ def train(
     state = build_state(cfg, dataset)
     ckpt_path = run_dir / CHECKPOINT
     if ckpt_path.exists():
-        load_checkpoint(ckpt_path, state)
+        load_checkpoint(ckpt_path, state, cfg)
     elif init_from is not None:
         load_weights(init_from, state)
     (run_dir / "config.json").write_text(json.dumps(cfg.model_dump(mode="json"), indent=2))
