@@ -113,7 +113,7 @@ class JobStore:
             self._write(new)
             return new
 
-    def set(self, job_id: str, **fields: Any) -> Job:
+    def patch(self, job_id: str, **fields: Any) -> Job:
         return self.update(job_id, lambda j: j.model_copy(update=fields))
 
     def transition(self, job_id: str, expected: set[str], **fields: Any) -> Job | None:

@@ -250,7 +250,7 @@ def _warm_up(manifest: Manifest, g: Engine, d: Engine | None) -> None:
     """One tiny call each, so a broken graph fails here and not on a user's request."""
     z = np.zeros((1, manifest.latent.dim), dtype=np.float32)
     label = np.zeros(1, dtype=np.int64)
-    inputs = {"z": z, "label": label} if manifest.conditional else {"z": z}
+    inputs: dict[str, np.ndarray] = {"z": z, "label": label} if manifest.conditional else {"z": z}
     try:
         image = g.run(inputs)
         expected = (1, *manifest.image_shape)

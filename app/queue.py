@@ -72,7 +72,7 @@ class JobQueue:
             check_worker_health=False,
             graceful_signal="TERM",
         )
-        consumer.shutdown = self.shutdown  # type: ignore[attr-defined]
+        consumer.shutdown = self.shutdown
         return consumer
 
     def start_embedded(self) -> None:

@@ -63,7 +63,7 @@ def run_job(
         stopping = False
         while proc.poll() is None:
             time.sleep(POLL_S)
-            current = store.set(job_id, heartbeat=time.time())
+            current = store.patch(job_id, heartbeat=time.time())
             if not stopping and (current.cancel_requested or shutdown.is_set()):
                 proc.send_signal(signal.SIGTERM)  # the child checkpoints and exits 3
                 stopping = True
@@ -112,9 +112,9 @@ def _read_events(
                 ),
             )
         elif kind == "evaluation":
-            store.set(job_id, metrics=event.get("metrics", {}))
+            store.patch(job_id, metrics=event.get("metrics", {}))
         elif kind == "published":
-            store.set(job_id, published_version=int(event["version"]))
+            store.patch(job_id, published_version=int(event["version"]))
 
 
 def _finish(
@@ -128,7 +128,7 @@ def _finish(
     now = time.time()
     if returncode == 0 and job.published_version is not None:
         promoted, reason = promote(settings, job)
-        store.set(
+        store.patch(
             job_id,
             state="succeeded",
             finished=now,
@@ -137,12 +137,12 @@ def _finish(
             metrics=_published_metrics(settings, job) or job.metrics,
         )
     elif returncode == EXIT_STOPPED and job.cancel_requested:
-        store.set(job_id, state="cancelled", finished=now)
+        store.patch(job_id, state="cancelled", finished=now)
     elif returncode == EXIT_STOPPED:  # the worker is shutting down: resume elsewhere, later
-        store.set(job_id, state="queued", worker=None, heartbeat=None)
+        store.patch(job_id, state="queued", worker=None, heartbeat=None)
         requeue(job_id)
     else:
-        store.set(job_id, state="failed", finished=now, error=_failure(store, job_id, returncode))
+        store.patch(job_id, state="failed", finished=now, error=_failure(store, job_id, returncode))
     log.info("job %s: %s", job_id, store.get(job_id).state)
 
 

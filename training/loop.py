@@ -249,7 +249,8 @@ def generate(
     g.eval()
     out = []
     for start in range(0, len(seeds), 500):
-        z = torch.from_numpy(latent.latents(seeds[start : start + 500], cfg.latent_dim, cfg.prior))
+        chunk = seeds[start : start + 500].tolist()
+        z = torch.from_numpy(latent.latents(chunk, cfg.latent_dim, cfg.prior))
         y = torch.from_numpy(labels[start : start + 500]) if labels is not None else None
         x = g(z, y) if cfg.conditional else g(z)
         out.append(imaging.to_uint8(x.numpy(), cfg.output_range))

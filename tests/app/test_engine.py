@@ -43,9 +43,14 @@ def test_serving_through_onnx_never_imports_torch(models_dir: Path) -> None:
         from app.main import create_app
         from app.settings import Settings
         assert "torch" not in sys.modules
-        app = create_app(Settings(models_dir={str(models_dir)!r}, data_dir={str(models_dir.parent / "data")!r}, registry_poll_seconds=0))
+        app = create_app(Settings(
+            models_dir={str(models_dir)!r},
+            data_dir={str(models_dir.parent / "data")!r},
+            registry_poll_seconds=0,
+        ))
         with TestClient(app) as client:
-            for body in ({{"model": "tiny-gan", "n": 3}}, {{"model": "tiny-cgan", "format": "npy"}}):
+            bodies = ({{"model": "tiny-gan", "n": 3}}, {{"model": "tiny-cgan", "format": "npy"}})
+            for body in bodies:
                 assert client.post("/v1/sample", json=body).status_code == 200
             r = client.post("/v1/interpolate", json={{"model": "tiny-gan", "from": {{"seed": 1}},
                                                     "to": {{"seed": 2}}}})

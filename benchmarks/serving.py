@@ -1,0 +1,204 @@
+"""Serving benchmark: every figure is a ratio to a limit measured in the same run.
+
+    python -m benchmarks.serving [--model mnist-cdcgan] [--seconds 4]
+
+1. In-process engine throughput (ONNX Runtime, no HTTP) at batch 1, 64 and 1024.
+2. HTTP /v1/sample npy at n=1024 against the in-process batch-1024 figure.
+3. HTTP png and json at n=64 against npy at n=64: the cost of encoding.
+4. 32 and 64 concurrent n=1 clients (wrk, a C load generator, so the client does not starve
+   the server of CPU) against the same load on /healthz, with batching on and off.
+
+The server runs in its own process; client and server CPU seconds are reported beside each
+load so a reader can see who used the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from app import latent
+from app.engine import load_engine
+from app.registry import Repository
+from app.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def rate(fn: Callable[[], int], seconds: float) -> float:
+    """Items per second of fn (which returns the items it made), after one warm-up call."""
+    fn()
+    done, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds:
+        done += fn()
+    return done / elapsed
+
+
+def in_process(model: str, seconds: float) -> dict[int, float]:
+    repo = Repository(ROOT / "models")
+    version = repo.resolve(model, None)
+    m = repo.verify(model, version)
+    engine = load_engine(repo.version_dir(model, version), m, "generator", Settings(device="cpu"))
+    out = {}
+    for n in (1, 64, 1024):
+        z = latent.latents(range(n), m.latent.dim, m.latent.prior)  # type: ignore[arg-type]
+        feeds = {"z": z, "label": np.arange(n, dtype=np.int64) % 10} if m.conditional else {"z": z}
+        out[n] = rate(lambda f=feeds, k=n: (engine.run(f), k)[1], seconds)
+    return out
+
+
+class Server:
+    def __init__(self, **env: str) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.data = tempfile.mkdtemp()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "--factory", "app.main:create_app", "--port",
+             str(self.port), "--no-access-log", "--log-level", "warning"],
+            cwd=ROOT,
+            env={**os.environ, "GAN_LOG_LEVEL": "warning", "GAN_DATA_DIR": self.data,
+                 "GAN_REGISTRY_POLL_SECONDS": "0", "GAN_EMBEDDED_WORKER": "false", **env},
+        )  # fmt: skip
+        for _ in range(600):
+            try:
+                if httpx.get(f"{self.url}/readyz").status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise RuntimeError("server did not start")
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait()
+        shutil.rmtree(self.data, ignore_errors=True)
+
+
+def http_rate(server: Server, body: dict, seconds: float) -> float:
+    with httpx.Client(base_url=server.url, timeout=120) as client:
+
+        def once() -> int:
+            r = client.post("/v1/sample", json=body)
+            r.raise_for_status()
+            return int(body.get("n", 1))
+
+        return rate(once, seconds)
+
+
+def wrk(server: Server, path: str, body: dict | None, clients: int, seconds: float) -> dict:
+    script = None
+    if body is not None:
+        script = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
+        script.write(
+            'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+            f"wrk.body = [[{json.dumps(body)}]]\n"
+        )
+        script.close()
+    cmd = ["wrk", "-t1", f"-c{clients}", f"-d{seconds}s", "--latency", server.url + path]
+    if script:
+        cmd[1:1] = ["-s", script.name]
+    before_server = server.cpu_seconds()
+    before_client = os.times()
+    text = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    after_client = os.times()
+    if script:
+        os.unlink(script.name)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1)),  # type: ignore[union-attr]
+        "p50_ms": _ms(re.search(r"50%\s+(\S+)", text).group(1)),  # type: ignore[union-attr]
+        "p99_ms": _ms(re.search(r"99%\s+(\S+)", text).group(1)),  # type: ignore[union-attr]
+        "errors": int(non2xx.group(1)) if non2xx else 0,
+        "client_cpu_s": (after_client.children_user + after_client.children_system)
+        - (before_client.children_user + before_client.children_system),
+        "server_cpu_s": server.cpu_seconds() - before_server,
+    }
+
+
+def _ms(value: str) -> float:
+    number, unit = re.match(r"([\d.]+)(\w+)", value).groups()  # type: ignore[union-attr]
+    return float(number) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--model", default="mnist-cdcgan")
+    p.add_argument("--seconds", type=float, default=4.0)
+    args = p.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed: apt-get install wrk")
+    s = args.seconds
+    print(f"model {args.model}, {os.cpu_count()} CPUs, {s:.0f} s per figure\n")
+
+    engine = in_process(args.model, s)
+    print("in-process engine (ONNX Runtime, CPU)")
+    for n, r in engine.items():
+        print(f"  batch {n:5d}: {r:10.0f} images/s   ({r / engine[1024]:.2f} of batch 1024)")
+
+    server = Server()
+    try:
+        base = {"model": args.model, "seed": 1}
+        npy_1024 = http_rate(server, {**base, "n": 1024, "format": "npy"}, s)
+        print(
+            f"\nHTTP /v1/sample npy n=1024: {npy_1024:.0f} images/s"
+            f" = {npy_1024 / engine[1024]:.2f} x in-process batch 1024 (target >= 0.85)"
+        )
+        small = {
+            f: http_rate(server, {**base, "n": 64, "format": f}, s) for f in ("npy", "png", "json")
+        }
+        print(
+            f"HTTP n=64: npy {small['npy']:.0f} images/s;"
+            f" png {small['png'] / small['npy']:.2f} x npy;"
+            f" json {small['json'] / small['npy']:.2f} x npy"
+        )
+        loads = {"on": {}, "off": {}}  # type: dict[str, dict[int, dict]]
+        floor = {c: wrk(server, "/healthz", None, c, s) for c in (32, 64)}
+        for c in (32, 64):
+            loads["on"][c] = wrk(server, "/v1/sample", {**base, "format": "npy"}, c, s)
+    finally:
+        server.stop()
+    server = Server(GAN_BATCHING="false")
+    try:
+        for c in (32, 64):
+            loads["off"][c] = wrk(server, "/v1/sample", {**base, "format": "npy"}, c, s)
+    finally:
+        server.stop()
+
+    print("\nconcurrent n=1 clients (wrk), requests/s as a ratio to /healthz (target >= 0.6)")
+    for c in (32, 64):
+        f = floor[c]
+        print(
+            f"  {c} clients /healthz: {f['rps']:.0f} req/s, p50 {f['p50_ms']:.1f} ms,"
+            f" p99 {f['p99_ms']:.1f} ms, CPU s client {f['client_cpu_s']:.1f} / server"
+            f" {f['server_cpu_s']:.1f}"
+        )
+        for mode in ("on", "off"):
+            r = loads[mode][c]
+            print(
+                f"  {c} clients sample, batching {mode:3s}: {r['rps']:.0f} req/s ="
+                f" {r['rps'] / f['rps']:.2f} x healthz, p50 {r['p50_ms']:.1f} ms,"
+                f" p99 {r['p99_ms']:.1f} ms, errors {r['errors']}, CPU s client"
+                f" {r['client_cpu_s']:.1f} / server {r['server_cpu_s']:.1f}"
+            )
+
+
+if __name__ == "__main__":
+    main()
