@@ -22,7 +22,7 @@ import numpy as np
 
 from app.batching import Batcher
 from app.engine import Engine, load_engine
-from app.errors import ApiError, IntegrityError, NotFound, NotReady
+from app.errors import ApiError, IntegrityError, NotFound, NotReady, Overloaded
 from app.metrics import Metrics
 from app.registry import DEFAULT_ALIAS, LATEST, Manifest, Repository
 from app.settings import Settings
@@ -36,6 +36,7 @@ class LoadedModel:
     generator: Batcher
     discriminator: Batcher | None
     device: str
+    timeout_s: float = 60.0
 
     @property
     def name(self) -> str:
@@ -48,14 +49,21 @@ class LoadedModel:
     async def generate(self, z: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
         """Images [N, C, H, W] in the manifest's output range."""
         inputs = {"z": z} if labels is None else {"z": z, "label": labels}
-        return await self.generator.submit(inputs)
+        return await self._submit(self.generator, inputs)
 
     async def discriminate(self, images: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
         """Logits [N] for images [N, C, H, W] in the output range."""
         if self.discriminator is None:
             raise NotFound(f"{self.name} v{self.version} has no discriminator")
         inputs = {"image": images} if labels is None else {"image": images, "label": labels}
-        return (await self.discriminator.submit(inputs))[:, 0]
+        return (await self._submit(self.discriminator, inputs))[:, 0]
+
+    async def _submit(self, batcher: Batcher, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                return await batcher.submit(inputs)
+        except TimeoutError as e:
+            raise Overloaded(f"not served within {self.timeout_s:g} s; retry later") from e
 
     async def close(self) -> None:
         await self.generator.close()
@@ -228,7 +236,11 @@ class ModelPool:
             return b
 
         model = LoadedModel(
-            manifest, batcher(g, "generator"), batcher(d, "discriminator") if d else None, g.device
+            manifest,
+            batcher(g, "generator"),
+            batcher(d, "discriminator") if d else None,
+            g.device,
+            s.request_timeout_s,
         )
         await model.generator.start()
         if model.discriminator is not None:

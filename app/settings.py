@@ -21,7 +21,9 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path("data"), description="jobs, datasets and the embedded queue")
 
     # Runtime.
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="auto: CUDA when the runtime has it, else the CPU"
+    )
     backend: Literal["auto", "onnx", "torchscript"] = Field(
         "auto", description="auto: ONNX Runtime when the version has ONNX files"
     )
@@ -31,25 +33,37 @@ class Settings(BaseSettings):
     max_loaded_versions: int = Field(4, ge=1, description="per model, besides the default")
 
     # Dynamic batching.
-    batching: bool = True
-    max_batch: int = Field(256, ge=1, le=65536)
-    max_delay_ms: float = Field(2.0, ge=0, le=1000)
+    batching: bool = Field(True, description="coalesce concurrent requests into one engine call")
+    max_batch: int = Field(256, ge=1, le=65536, description="rows per coalesced engine call")
+    max_delay_ms: float = Field(
+        2.0, ge=0, le=1000, description="longest wait for more requests to join a batch"
+    )
     queue_size: int = Field(4096, ge=1, description="rows waiting per model before 503")
 
     # Request limits.
     max_n: int = Field(1024, ge=1, le=65536, description="images per /v1/sample request")
     max_steps: int = Field(256, ge=2, le=4096, description="frames per /v1/interpolate")
-    max_upload_bytes: int = Field(16 * 1024 * 1024, ge=1024)
-    max_image_bytes: int = Field(4 * 1024 * 1024, ge=1024)
-    max_pixels: int = Field(4096 * 4096, ge=1)
+    max_upload_bytes: int = Field(
+        16 * 1024 * 1024, ge=1024, description="request body, refused before parsing"
+    )
+    max_image_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="one uploaded image")
+    max_pixels: int = Field(
+        4096 * 4096, ge=1, description="one uploaded image, checked before decoding"
+    )
     max_files: int = Field(256, ge=1, description="images per /v1/discriminate request")
     min_truncation: float = Field(0.05, gt=0, description="lower bound on truncation thresholds")
-    request_timeout_s: float = Field(60.0, gt=0)
+    request_timeout_s: float = Field(
+        60.0, gt=0, description="longest wait for an engine call before 503"
+    )
 
     # Security and operations.
     api_key: SecretStr | None = Field(None, description="admin key; unset: admin routes open")
-    cors_origins: list[str] = Field(default_factory=list)
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    cors_origins: list[str] = Field(
+        default_factory=list, description="JSON list of allowed origins; empty: CORS off"
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="access logs are JSON lines at info"
+    )
 
     # Retraining jobs.
     queue_url: str | None = Field(
@@ -59,9 +73,11 @@ class Settings(BaseSettings):
         True, description="run a job consumer inside the service (ignored with queue_url)"
     )
     job_workers: int = Field(1, ge=1, le=64, description="jobs run at once per worker process")
-    max_queued_jobs: int = Field(16, ge=1)
-    max_job_steps: int = Field(200_000, ge=1)
+    max_queued_jobs: int = Field(16, ge=1, description="queued jobs before POST /v1/jobs is 429")
+    max_job_steps: int = Field(200_000, ge=1, description="max_steps allowed in a job")
     job_stale_s: float = Field(30.0, gt=0, description="heartbeat age at which a job is reaped")
     job_max_attempts: int = Field(3, ge=1, description="runs before a dying job is failed")
-    max_dataset_bytes: int = Field(64 * 1024 * 1024, ge=1024)
-    max_dataset_files: int = Field(100_000, ge=1)
+    max_dataset_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024, description="a dataset upload (unpacked: 4x)"
+    )
+    max_dataset_files: int = Field(100_000, ge=1, description="images in a dataset upload")

@@ -377,3 +377,17 @@ def test_default_model_setting(models_dir: Path) -> None:
         )
     ) as c:
         assert c.post("/v1/sample", json={}).headers["x-model"] == "tiny-cgan"  # first by name
+
+
+def test_a_request_not_served_in_time_gets_503(models_dir: Path) -> None:
+    settings = Settings(
+        models_dir=models_dir,
+        data_dir=models_dir.parent / "data",
+        registry_poll_seconds=0,
+        request_timeout_s=1e-4,
+    )
+    with TestClient(create_app(settings)) as c:
+        r = c.post("/v1/sample", json={"model": "tiny-cgan", "n": 512, "format": "npy"})
+        body = problem(r, 503)
+        assert "not served within" in body["detail"] and r.headers["retry-after"] == "1"
+        assert c.get("/healthz").status_code == 200
