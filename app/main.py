@@ -19,9 +19,10 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
+from app import logs
 from app.api import datasets, discriminate, health, interpolate, jobs, models, sample
 from app.errors import ApiError
-from app.metrics import Metrics
+from app.metrics import JobsCollector, Metrics
 from app.middleware import RequestContext
 from app.pool import ModelPool
 from app.queue import JobQueue
@@ -56,11 +57,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[State]:
-        _configure_logging(settings)
+        logs.configure(settings.log_level)
         repo = Repository(settings.models_dir)
         pool = ModelPool(repo, settings, metrics)
         await pool.start()
         queue = JobQueue(settings)
+        metrics.registry.register(JobsCollector(queue.store))
         embedded = settings.queue_url is None and settings.embedded_worker
         if embedded:
             await asyncio.to_thread(queue.start_embedded)
@@ -161,10 +163,3 @@ def _validation_problem(errors: object) -> JSONResponse:
     first = fields[0] if fields else {"field": None, "message": "invalid request"}
     detail = f"{first['field']}: {first['message']}" if first["field"] else str(first["message"])
     return problem(422, "validation error", detail, field=first["field"], errors=fields)
-
-
-def _configure_logging(settings: Settings) -> None:
-    level = settings.log_level.upper()
-    logging.getLogger("app").setLevel(level)
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

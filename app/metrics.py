@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from app.jobs import JobStore
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 BATCH_BUCKETS = tuple(float(2**i) for i in range(13))  # 1 .. 4096
@@ -44,3 +50,30 @@ class Metrics:
         self.load_failures = Counter(
             "gan_model_load_failures", "versions refused at load", ["model"], registry=r
         )
+
+
+class JobsCollector(Collector):
+    """Job counts by state and running jobs' progress, read from the shared store per scrape,
+    so every replica reports the same figures whichever one ran the job."""
+
+    def __init__(self, store: JobStore) -> None:
+        self.store = store
+
+    def collect(self) -> Iterator[Metric]:
+        jobs = self.store.list()
+        by_state = GaugeMetricFamily("gan_jobs", "jobs by state", labels=["state"])
+        for state in ("queued", "running", "succeeded", "failed", "cancelled"):
+            by_state.add_metric([state], sum(j.state == state for j in jobs))
+        yield by_state
+        progress = GaugeMetricFamily(
+            "gan_job_progress_ratio", "step / max_steps of running jobs", labels=["job", "model"]
+        )
+        rate = GaugeMetricFamily(
+            "gan_job_images_per_second", "training throughput of running jobs", labels=["job"]
+        )
+        for job in jobs:
+            if job.state == "running" and job.progress.max_steps:
+                progress.add_metric([job.id, job.model], job.progress.step / job.progress.max_steps)
+                rate.add_metric([job.id], job.progress.images_per_s or 0.0)
+        yield progress
+        yield rate

@@ -65,8 +65,12 @@ class RequestContext:
                 status = message["status"]
                 raw = list(message.get("headers", []))
                 for key, value in raw:
-                    if key in (b"x-model", b"x-model-version"):
-                        model[key.decode()] = value.decode()
+                    if key == b"x-model":
+                        model["model"] = value.decode()
+                    elif key == b"x-model-version":
+                        model["version"] = value.decode()
+                    elif key == b"x-count":
+                        model["n"] = value.decode()
                 raw.append((b"x-request-id", request_id.encode("latin-1")))
                 message = {**message, "headers": raw}
             await send(message)
@@ -90,7 +94,7 @@ class RequestContext:
         self.metrics.requests.labels(method, route, str(status)).inc()
         self.metrics.latency.labels(method, route).observe(seconds)
         if access_log.isEnabledFor(logging.INFO):
-            entry: dict[str, Any] = {
+            fields: dict[str, Any] = {
                 "method": method,
                 "route": route,
                 "path": scope["path"],
@@ -99,7 +103,7 @@ class RequestContext:
                 "request_id": request_id,
                 **(model or {}),
             }
-            access_log.info(json.dumps(entry))
+            access_log.info("%s %s %d", method, scope["path"], status, extra={"fields": fields})
 
 
 async def _too_large(send: Send, limit: int, request_id: str) -> None:

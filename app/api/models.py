@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends
 
 from app.api.deps import PoolDep, RepoDep, require_admin
 from app.api.schemas import AliasUpdate, ModelDetail, ModelName, ModelSummary
@@ -12,7 +12,6 @@ from app.errors import NotFound
 from app.registry import Repository, check_name
 
 router = APIRouter(tags=["models"])
-NamePath = Path(max_length=64)
 
 
 @router.get("/v1/models")

@@ -90,6 +90,7 @@ def test_a_job_trains_publishes_promotes_and_is_served(models_dir: Path, start_s
     assert '"event": "completed"' in httpx.get(f"{server.url}/v1/jobs/{job['id']}/log").text
     listing = httpx.get(f"{server.url}/v1/jobs", params={"state": "succeeded"}).json()
     assert [j["id"] for j in listing["jobs"]] == [job["id"]]
+    assert 'gan_jobs{state="succeeded"} 1.0' in httpx.get(f"{server.url}/metrics").text
 
 
 def test_if_better_keeps_a_worse_model_out_of_production(
