@@ -122,6 +122,38 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    """A markdown table of each model's serving version beside the real-data reference."""
+    from app.registry import Repository
+
+    repo = Repository(args.models)
+    print(
+        "| model | images | FID ↓ | classes covered | KL to uniform ↓ | label accuracy "
+        "| Parzen log-likelihood ↑ (± s.e.) |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for name in repo.models():
+        version = repo.resolve(name, None)
+        m = repo.manifest(name, version).metrics
+        if "generated" not in m:
+            continue
+        conditional = "label_accuracy" in m["generated"]
+        for label, figures in (
+            (f"{name} v{version}", m["generated"]),
+            ("training images", m["real_reference"]),
+        ):
+            cov = figures["mode_coverage"]
+            acc = figures.get("label_accuracy")
+            parzen = figures["parzen"]
+            print(
+                f"| {label} | {figures['samples']} | {figures['fid']:.2f} "
+                f"| {cov['classes_covered']}/10 | {cov['kl_to_uniform']:.4f} "
+                f"| {f'{acc:.1%}' if conditional and acc is not None else ''} "
+                f"| {parzen['mean']:.0f} ± {parzen['std_err']:.0f} (σ={parzen['sigma']:.3f}) |"
+            )
+    return 0
+
+
 def _classifier(args: argparse.Namespace) -> int:
     from training.classifier import train_classifier
 
@@ -179,6 +211,10 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("--version", help="number or alias (default: production)")
     v.add_argument("--samples", type=int, default=10_000)
     v.set_defaults(func=_evaluate)
+
+    r = sub.add_parser("report", help="a markdown table of the served versions' metrics")
+    r.add_argument("--models", default="models")
+    r.set_defaults(func=_report)
 
     c = sub.add_parser("classifier", help="train and export the evaluation classifier")
     c.add_argument("--out", default="training/classifier")

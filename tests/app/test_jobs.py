@@ -93,6 +93,22 @@ def test_a_job_trains_publishes_promotes_and_is_served(models_dir: Path, start_s
     assert 'gan_jobs{state="succeeded"} 1.0' in httpx.get(f"{server.url}/metrics").text
 
 
+def test_a_fine_tune_starts_from_the_base_version(models_dir: Path, start_server) -> None:  # type: ignore[no-untyped-def]
+    server = start_server(GAN_MODELS_DIR=str(models_dir))
+    job = submit(
+        server.url, base_version=1, promote="never", overrides={**TINY_JOB, "max_steps": 2}
+    )
+    done = wait_state(server.url, job["id"], {"succeeded", "failed"})
+    assert done["state"] == "succeeded" and done["promoted"] is False, done
+    manifest = Repository(models_dir).manifest("tiny-cgan", done["published_version"])
+    assert manifest.parent_version == 1
+    mismatched = httpx.post(
+        f"{server.url}/v1/jobs",
+        json={"model": "tiny-cgan", "base_version": 1, "overrides": {"max_steps": 2}},
+    )
+    assert mismatched.status_code == 422 and mismatched.json()["field"] == "base_version"
+
+
 def test_if_better_keeps_a_worse_model_out_of_production(
     committed_models: Path,
     start_server,  # type: ignore[no-untyped-def]
