@@ -129,3 +129,21 @@ def _metric(text: str, series: str) -> float:
         if line.startswith(series + " "):
             return float(line.split()[-1])
     raise AssertionError(f"{series} not in metrics")
+
+
+def test_sigterm_lets_requests_in_flight_finish(models_dir: Path, start_server) -> None:  # type: ignore[no-untyped-def]
+    server = start_server(GAN_MODELS_DIR=str(models_dir), GAN_MAX_BATCH="64")
+
+    async def scenario() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+            body = {"model": "tiny-cgan", "n": 1024, "format": "png"}
+            inflight = [asyncio.create_task(client.post("/v1/sample", json=body)) for _ in range(6)]
+            await asyncio.sleep(0.3)  # the requests are in the server, being generated
+            server.proc.terminate()
+            return list(await asyncio.gather(*inflight))
+
+    responses = asyncio.run(scenario())
+    assert [r.status_code for r in responses] == [200] * 6
+    assert all(r.content.startswith(b"\x89PNG") for r in responses)
+    # uvicorn re-raises the signal it caught once shutdown is complete.
+    assert server.proc.wait(timeout=30) in (0, -15)
