@@ -21,8 +21,8 @@ serve: install
 	$(BIN)/uvicorn --factory app.main:create_app --host $(HOST) --port $(PORT)
 
 lint: install
-	$(BIN)/ruff check app training tests benchmarks
-	$(BIN)/ruff format --check app training tests benchmarks
+	$(BIN)/ruff check app training tests benchmarks examples
+	$(BIN)/ruff format --check app training tests benchmarks examples
 	$(BIN)/mypy
 
 test: install lint

@@ -41,7 +41,7 @@ class Settings(BaseSettings):
     queue_size: int = Field(4096, ge=1, description="rows waiting per model before 503")
 
     # Request limits.
-    max_n: int = Field(1024, ge=1, le=65536, description="images per /v1/sample request")
+    max_n: int = Field(1024, ge=1, le=16384, description="images per /v1/sample request")
     max_steps: int = Field(256, ge=2, le=4096, description="frames per /v1/interpolate")
     max_upload_bytes: int = Field(
         16 * 1024 * 1024, ge=1024, description="request body, refused before parsing"

@@ -15,7 +15,7 @@ from app.api.deps import RepoDep, SettingsDep, require_admin
 from app.api.schemas import ModelName
 from app.datasets import DatasetStore
 from app.errors import InvalidInput, NotFound, TooManyRequests
-from app.jobs import TERMINAL, Job, JobStore, Promote, State
+from app.jobs import TERMINAL, Job, JobStore, Progress, Promote, State
 from app.queue import JobQueue
 from training.config import load_config, preset_path
 
@@ -85,8 +85,10 @@ async def submit(
         base_version=body.base_version,
         dataset=body.dataset,
         promote=body.promote,
+        progress=Progress(max_steps=cfg.max_steps),
     )
-    (store.dir(job.id) / "config.json").write_text(json.dumps(cfg.model_dump(mode="json")))
+    config = json.dumps(cfg.model_dump(mode="json"))
+    await asyncio.to_thread((store.dir(job.id) / "config.json").write_text, config)
     await asyncio.to_thread(queue.enqueue, job.id)
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     return job
