@@ -132,18 +132,26 @@ def _metric(text: str, series: str) -> float:
 
 
 def test_sigterm_lets_requests_in_flight_finish(models_dir: Path, start_server) -> None:  # type: ignore[no-untyped-def]
-    server = start_server(GAN_MODELS_DIR=str(models_dir), GAN_MAX_BATCH="64")
+    server = start_server(GAN_MODELS_DIR=str(models_dir), GAN_QUEUE_SIZE="65536")
+    finished: list[float] = []
 
-    async def scenario() -> list[httpx.Response]:
+    async def scenario() -> tuple[float, list[httpx.Response]]:
         async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
-            body = {"model": "tiny-cgan", "n": 1024, "format": "png"}
-            inflight = [asyncio.create_task(client.post("/v1/sample", json=body)) for _ in range(6)]
+
+            async def one() -> httpx.Response:
+                body = {"model": "tiny-cgan", "n": 1024, "format": "zip"}
+                r = await client.post("/v1/sample", json=body)
+                finished.append(time.monotonic())
+                return r
+
+            inflight = [asyncio.create_task(one()) for _ in range(8)]
             await asyncio.sleep(0.3)  # the requests are in the server, being generated
             server.proc.terminate()
-            return list(await asyncio.gather(*inflight))
+            terminated = time.monotonic()
+            return terminated, list(await asyncio.gather(*inflight))
 
-    responses = asyncio.run(scenario())
-    assert [r.status_code for r in responses] == [200] * 6
-    assert all(r.content.startswith(b"\x89PNG") for r in responses)
+    terminated, responses = asyncio.run(scenario())
+    assert [r.status_code for r in responses] == [200] * 8
+    assert max(finished) > terminated, "no request was still in flight at SIGTERM"
     # uvicorn re-raises the signal it caught once shutdown is complete.
     assert server.proc.wait(timeout=30) in (0, -15)
