@@ -117,9 +117,7 @@ def problem(status: int, title: str, detail: str, **extra: object) -> JSONRespon
         "detail": detail,
         **{k: v for k, v in extra.items() if v is not None},
     }
-    headers = extra.pop("headers", None)
-    body.pop("headers", None)
-    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)  # type: ignore[arg-type]
+    return JSONResponse(body, status_code=status, media_type=PROBLEM)
 
 
 def _install_error_handlers(app: FastAPI) -> None:

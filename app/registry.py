@@ -26,12 +26,12 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from app.errors import IntegrityError, InvalidInput, NotFound
 
@@ -47,10 +47,13 @@ class ManifestError(ValueError):
     """A model.json that does not follow the schema."""
 
 
+Prior = Literal["normal", "uniform"]
+
+
 @dataclass(frozen=True)
 class Latent:
     dim: int
-    prior: str  # "normal" | "uniform"
+    prior: Prior
 
 
 @dataclass(frozen=True)
@@ -89,7 +92,10 @@ class Manifest:
         try:
             if data.get("schema_version") != SCHEMA_VERSION:
                 raise ManifestError(f"unsupported schema_version {data.get('schema_version')!r}")
-            latent = Latent(int(data["latent"]["dim"]), str(data["latent"]["prior"]))
+            prior = data["latent"]["prior"]
+            if prior not in ("normal", "uniform"):
+                raise ManifestError(f"unknown latent prior {prior!r}")
+            latent = Latent(int(data["latent"]["dim"]), prior)
             manifest = cls(**{**data, "latent": latent})
         except (KeyError, TypeError) as e:
             raise ManifestError(f"malformed manifest: {e}") from e
@@ -270,7 +276,9 @@ class Repository:
         finally:
             shutil.rmtree(path, ignore_errors=True)
 
-    def publish(self, staged: Path, manifest: dict[str, Any], aliases: list[str] = ()) -> Manifest:  # type: ignore[assignment]
+    def publish(
+        self, staged: Path, manifest: dict[str, Any], aliases: Sequence[str] = ()
+    ) -> Manifest:
         """Seal a staged folder as the next version: hash artifacts, write the manifest, rename.
 
         ``manifest`` holds every field but name-independent bookkeeping (version, artifacts,

@@ -9,6 +9,7 @@ and decides the outcome from the exit status. The child publishes the new versio
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -105,16 +106,15 @@ def _read_events(
         last_write = time.monotonic()
         if kind in ("progress", "start", "stopped", "completed"):
             fields = {k: v for k, v in event.items() if k in Progress.model_fields}
-            store.update(
-                job_id,
-                lambda j, f=fields: j.model_copy(  # type: ignore[misc]
-                    update={"progress": j.progress.model_copy(update=f)}
-                ),
-            )
+            store.update(job_id, functools.partial(_with_progress, fields=fields))
         elif kind == "evaluation":
             store.patch(job_id, metrics=event.get("metrics", {}))
         elif kind == "published":
             store.patch(job_id, published_version=int(event["version"]))
+
+
+def _with_progress(job: Job, fields: dict[str, Any]) -> Job:
+    return job.model_copy(update={"progress": job.progress.model_copy(update=fields)})
 
 
 def _finish(

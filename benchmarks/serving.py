@@ -112,7 +112,8 @@ def wrk(server: Server, path: str, body: dict | None, clients: int, seconds: flo
             f"wrk.body = [[{json.dumps(body)}]]\n"
         )
         script.close()
-    cmd = ["wrk", "-t1", f"-c{clients}", f"-d{seconds}s", "--latency", server.url + path]
+    duration = max(1, round(seconds))  # wrk takes whole seconds
+    cmd = ["wrk", "-t1", f"-c{clients}", f"-d{duration}s", "--latency", server.url + path]
     if script:
         cmd[1:1] = ["-s", script.name]
     before_server = server.cpu_seconds()

@@ -106,7 +106,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     m = repo.verify(args.name, version)
     session = ort.InferenceSession(str(repo.version_dir(args.name, version) / "generator.onnx"))
     seeds = list(range(10**6, 10**6 + args.samples))
-    feeds: dict[str, np.ndarray] = {"z": latent.latents(seeds, m.latent.dim, m.latent.prior)}  # type: ignore[arg-type]
+    feeds: dict[str, np.ndarray] = {"z": latent.latents(seeds, m.latent.dim, m.latent.prior)}
     labels = None
     if m.conditional:
         labels = np.arange(args.samples, dtype=np.int64) % m.num_classes

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import tomllib
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -114,7 +115,7 @@ def parse_value(text: str) -> Any:
         return text
 
 
-def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+def apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
     """Set dotted keys (``optimizer.lr_g``) in a nested dict, returning a new dict."""
     out: dict[str, Any] = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
     for dotted, value in overrides.items():
@@ -128,17 +129,18 @@ def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str
     return out
 
 
-def load_config(path: str | Path, overrides: list[str] | dict[str, Any] = ()) -> TrainConfig:  # type: ignore[assignment]
+def load_config(path: str | Path, overrides: Sequence[str] | Mapping[str, Any] = ()) -> TrainConfig:
     """Read a TOML preset (or a JSON config) and apply ``key=value`` (or dict) overrides."""
     path = Path(path)
     with open(path, "rb") as f:
         data = json.load(f) if path.suffix == ".json" else tomllib.load(f)
-    if not isinstance(overrides, dict):
-        pairs = {}
+    pairs: dict[str, Any] = {}
+    if isinstance(overrides, Mapping):
+        pairs.update(overrides)
+    else:
         for item in overrides:
             key, sep, value = item.partition("=")
             if not sep:
                 raise ValueError(f"override {item!r} is not key=value")
             pairs[key.strip()] = parse_value(value.strip())
-        overrides = pairs
-    return TrainConfig.model_validate(apply_overrides(data, overrides))
+    return TrainConfig.model_validate(apply_overrides(data, pairs))

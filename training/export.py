@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -137,7 +138,7 @@ def publish_run(
     repo: Repository,
     name: str,
     *,
-    aliases: list[str] = ("production",),  # type: ignore[assignment]
+    aliases: Sequence[str] = ("production",),
     evaluate: bool = True,
     parent_version: int | None = None,
     extra_training: dict[str, Any] | None = None,
