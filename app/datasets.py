@@ -21,6 +21,7 @@ import tempfile
 import time
 import uuid
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -29,6 +30,18 @@ import numpy as np
 
 from app.errors import InvalidInput, LimitExceeded, NotFound
 from training.data import IMAGE_SUFFIXES, DatasetError, load_dataset
+
+# What zipfile raises on a corrupt, truncated, encrypted or exotic archive (bad CRC or magic,
+# broken deflate data, unsupported method or version, password needed, nonsense offsets).
+_ZIP_ERRORS = (
+    zipfile.BadZipFile,
+    zlib.error,
+    EOFError,
+    NotImplementedError,
+    RuntimeError,
+    ValueError,
+    IndexError,
+)
 
 
 @dataclass(frozen=True)
@@ -101,7 +114,7 @@ def _kind(data: bytes, limits: UploadLimits) -> str:
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             infos = archive.infolist()
-    except zipfile.BadZipFile as e:
+    except _ZIP_ERRORS as e:
         raise InvalidInput("upload a .zip of class folders or an .npz", field="file") from e
     if infos and all(i.filename.endswith(".npy") for i in infos):
         if sum(i.file_size for i in infos) > limits.max_unpacked_bytes:
@@ -113,10 +126,11 @@ def _kind(data: bytes, limits: UploadLimits) -> str:
 def _extract_zip(data: bytes, dest: Path, limits: UploadLimits) -> None:
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile as e:
+    except _ZIP_ERRORS as e:
         raise InvalidInput(f"not a readable zip: {e}", field="file") from e
     with archive:
-        infos = [i for i in archive.infolist() if not i.is_dir()]
+        # Not ZipInfo.is_dir(): it raises IndexError on an empty name, which a forged zip can have.
+        infos = [i for i in archive.infolist() if not i.filename.endswith("/")]
         if len(infos) > limits.max_files:
             raise LimitExceeded(
                 f"the zip holds {len(infos)} files; the limit is {limits.max_files}"
@@ -133,13 +147,16 @@ def _extract_zip(data: bytes, dest: Path, limits: UploadLimits) -> None:
                 raise LimitExceeded(f"{info.filename}: compression ratio suggests a zip bomb")
             target = dest.joinpath(*parts)
             target.parent.mkdir(exist_ok=True)
-            with archive.open(info) as src, open(target, "wb") as dst:
-                # Count real bytes: a forged header can understate the size.
-                while chunk := src.read(1 << 16):
-                    total += len(chunk)
-                    if total > limits.max_unpacked_bytes:
-                        raise LimitExceeded("the zip unpacks to more than its headers declare")
-                    dst.write(chunk)
+            try:
+                with archive.open(info) as src, open(target, "wb") as dst:
+                    # Count real bytes: a forged header can understate the size.
+                    while chunk := src.read(1 << 16):
+                        total += len(chunk)
+                        if total > limits.max_unpacked_bytes:
+                            raise LimitExceeded("the zip unpacks to more than its headers declare")
+                        dst.write(chunk)
+            except _ZIP_ERRORS as e:
+                raise InvalidInput(f"{info.filename}: not readable: {e}", field="file") from e
     if not any(dest.iterdir()):
         shutil.rmtree(dest)
         raise InvalidInput("the zip holds no images in class folders", field="file")
@@ -154,6 +171,8 @@ def _safe_parts(info: zipfile.ZipInfo) -> tuple[str, str] | None:
     if path.is_absolute() or ".." in path.parts or ":" in name:
         raise InvalidInput(f"{name}: paths must stay inside the archive", field="file")
     parts = [p for p in path.parts if p not in ("", ".")]
+    if any(len(p.encode()) > 255 for p in parts):  # past NAME_MAX the extraction itself fails
+        raise InvalidInput(f"{name[:80]}...: a name in it is over 255 bytes", field="file")
     if any(p.startswith(".") or p == "__MACOSX" for p in parts):
         return None
     if len(parts) == 3:  # one top folder wrapping the class folders, as zip tools often make

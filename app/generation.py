@@ -40,17 +40,16 @@ def resolve_labels(
     if labels is None:
         return np.asarray([s % k for s in seeds], dtype=np.int64)
     if isinstance(labels, int):
-        out = np.full(len(seeds), labels, dtype=np.int64)
-    else:
-        if len(labels) != len(seeds):
-            raise InvalidInput(
-                f"{len(labels)} labels for {len(seeds)} images: give one, or one per image",
-                field="labels",
-            )
-        out = np.asarray(labels, dtype=np.int64)
-    if out.size and (out.min() < 0 or out.max() >= k):
+        labels = [labels] * len(seeds)
+    elif len(labels) != len(seeds):
+        raise InvalidInput(
+            f"{len(labels)} labels for {len(seeds)} images: give one, or one per image",
+            field="labels",
+        )
+    # Checked as Python ints: a label past int64 would overflow numpy, not fail a range check.
+    if any(not 0 <= y < k for y in labels):
         raise InvalidInput(f"labels must lie in 0..{k - 1} for {manifest.name}", field="labels")
-    return out
+    return np.asarray(labels, dtype=np.int64)
 
 
 def check_truncation(truncation: float | None, minimum: float) -> None:

@@ -153,6 +153,10 @@ class JobStore:
 
     @contextmanager
     def _lock(self, job_id: str) -> Iterator[None]:
-        with open(self.dir(job_id) / ".lock", "a") as lock:
+        try:
+            lock = open(self.dir(job_id) / ".lock", "a")
+        except FileNotFoundError as e:  # no such job folder: a 404, not a 500
+            raise NotFound(f"no job {job_id!r}") from e
+        with lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             yield

@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException
 
 from app import logs
 from app.api import datasets, discriminate, health, interpolate, jobs, models, sample
+from app.api.schemas import Problem
 from app.errors import ApiError
 from app.metrics import JobsCollector, Metrics
 from app.middleware import RequestContext
@@ -31,6 +32,15 @@ from app.settings import Settings
 
 log = logging.getLogger("app")
 PROBLEM = "application/problem+json"
+# Any route can answer these; documenting them once keeps the OpenAPI schema true to what is
+# sent (it replaces FastAPI's default 422 body, which this app never sends).
+ERRORS: dict[int | str, dict[str, object]] = {
+    code: {"description": text, "content": {PROBLEM: {"schema": Problem.model_json_schema()}}}
+    for code, text in (
+        ("4XX", "the request was refused: see detail and field"),
+        ("5XX", "overloaded or not ready (with Retry-After), or failed"),
+    )
+}
 
 
 class State(TypedDict):
@@ -90,6 +100,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         summary="GAN generators and discriminators over HTTP",
         lifespan=lifespan,
+        responses=ERRORS,
     )
     for module in (sample, discriminate, interpolate, models, jobs, datasets, health):
         app.include_router(module.router)

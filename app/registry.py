@@ -313,6 +313,7 @@ class Repository:
         return sealed
 
     def set_alias(self, name: str, alias: str, version: int) -> None:
+        self.versions(name)  # NotFound for an unknown model, before the lock makes its folder
         with self._lock(name):
             self._set_alias_locked(name, alias, version)
 

@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import struct
+import tokenize
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +24,18 @@ from PIL import Image, UnidentifiedImageError
 BUILTIN = {"mnist": Path(__file__).parent / "data" / "mnist_5k.npz"}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 MAX_SIDE = 256
+# What np.load raises on a corrupt npz (a zip of .npy files) beyond OSError and ValueError.
+_NPZ_ERRORS = (
+    EOFError,
+    SyntaxError,
+    NotImplementedError,
+    RuntimeError,
+    zipfile.BadZipFile,
+    zlib.error,
+    tokenize.TokenError,
+)
+# What Pillow raises on a corrupt image (OSError: truncated or unidentified files).
+_IMAGE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error)
 
 
 class DatasetError(ValueError):
@@ -120,7 +136,7 @@ def _load_npz(path: Path) -> Dataset:
             images, labels = f["images"], f["labels"]
     except DatasetError:
         raise
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, *_NPZ_ERRORS) as e:
         raise DatasetError(f"{path}: not a readable npz file ({e})") from e
     if labels.ndim != 1 or len(labels) == 0:
         raise DatasetError(f"{path}: 'labels' must be a non-empty 1-D array")
@@ -140,9 +156,16 @@ def _load_folder(path: Path) -> Dataset:
                 continue
             try:
                 with Image.open(file) as im:
+                    # Checked on the header, before a small file decodes into a huge array.
+                    if max(im.size) > MAX_SIDE:
+                        raise DatasetError(
+                            f"{file}: image size {im.width}x{im.height} is over {MAX_SIDE}"
+                        )
                     mode = "L" if im.mode in ("1", "L", "LA", "I", "I;16") else "RGB"
                     images.append(np.asarray(im.convert(mode)))
-            except (UnidentifiedImageError, OSError, SyntaxError) as e:
+            except DatasetError:
+                raise
+            except (UnidentifiedImageError, Image.DecompressionBombError, *_IMAGE_ERRORS) as e:
                 raise DatasetError(f"{file}: not a readable image ({e})") from e
             labels.append(label)
     if not images:

@@ -31,7 +31,7 @@ QueueDep = Annotated[JobQueue, Depends(get_queue)]
 
 
 class JobRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # as app.api.schemas._Body
 
     model: ModelName
     preset: str = Field("cdcgan", description="a config in training/configs, e.g. paper, cdcgan")

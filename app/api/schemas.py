@@ -15,8 +15,23 @@ VersionRef = Annotated[
 ]
 
 
+class Problem(BaseModel):
+    """Every error the API answers, as ``application/problem+json`` (RFC 9457)."""
+
+    type: str = Field(description="urn:gan-serve:problem:<title>")
+    title: str
+    status: int
+    detail: str = Field(description="what went wrong, for a person")
+    field: str | None = Field(None, description="the request field at fault, when one is")
+    errors: list[dict[str, str | None]] | None = Field(
+        None, description="validation errors: every field at fault, with its message"
+    )
+
+
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Strict: a body holds what the schema says (no "5" for 5, no true for 1.0), so what the
+    # OpenAPI document promises is what is accepted.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class SampleRequest(_Body):
@@ -73,7 +88,7 @@ class Endpoint(_Body):
 
 
 class InterpolateRequest(_Body):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
 
     model: ModelName | None = None
     version: VersionRef = None
