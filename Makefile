@@ -7,7 +7,7 @@ PIP := $(BIN)/pip install --disable-pip-version-check -q -c requirements/constra
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install serve test lint train classifier bench clean
+.PHONY: install serve test lint train classifier bench load fuzz audit clean
 
 install: $(VENV)/.installed
 
@@ -40,5 +40,18 @@ train: install
 bench: install
 	$(BIN)/python -m benchmarks.serving
 
+# 64 concurrent clients against a server on loopback: only 200 and 503, flat memory.
+load: install
+	$(BIN)/python -m benchmarks.load
+
+# The schema fuzzer of `make test`, 500 examples per operation instead of 25.
+fuzz: install
+	FUZZ_EXAMPLES=500 $(BIN)/pytest tests/app/test_fuzz.py
+
+# Known vulnerabilities in the pinned dependencies (PyPI's advisory data; needs the network).
+# --strict: a package that cannot be looked up fails the audit instead of passing unchecked.
+audit: install
+	$(BIN)/pip-audit --strict --no-deps --disable-pip -r requirements/constraints.txt
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache runs
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis runs

@@ -30,11 +30,14 @@ class Samples:
 
 
 def resolve_labels(
-    manifest: Manifest, seeds: Sequence[int], labels: int | Sequence[int] | None
+    manifest: Manifest,
+    seeds: Sequence[int],
+    labels: int | Sequence[int] | None,
+    field: str = "labels",
 ) -> np.ndarray | None:
     if not manifest.conditional:
         if labels is not None:
-            raise InvalidInput(f"{manifest.name} is unconditional: omit labels", field="labels")
+            raise InvalidInput(f"{manifest.name} is unconditional: omit {field}", field=field)
         return None
     k = manifest.num_classes
     if labels is None:
@@ -44,11 +47,11 @@ def resolve_labels(
     elif len(labels) != len(seeds):
         raise InvalidInput(
             f"{len(labels)} labels for {len(seeds)} images: give one, or one per image",
-            field="labels",
+            field=field,
         )
     # Checked as Python ints: a label past int64 would overflow numpy, not fail a range check.
     if any(not 0 <= y < k for y in labels):
-        raise InvalidInput(f"labels must lie in 0..{k - 1} for {manifest.name}", field="labels")
+        raise InvalidInput(f"{field} must lie in 0..{k - 1} for {manifest.name}", field=field)
     return np.asarray(labels, dtype=np.int64)
 
 
@@ -85,7 +88,7 @@ async def interpolate(
     m = model.manifest
     if m.conditional and label is None:
         raise InvalidInput(f"{m.name} is conditional: give a label", field="label")
-    y = resolve_labels(m, range(steps), label)
+    y = resolve_labels(m, range(steps), label, field="label")
     t = latent.interpolation_steps(steps)
     z = (latent.slerp if method == "slerp" else latent.lerp)(start, end, t)
     out = await model.generate(z, y)

@@ -109,7 +109,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST", "PUT"],
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            # What a browser client needs to read: the version served and how to reproduce it.
+            expose_headers=["X-Model", "X-Model-Version", "X-Seed", "X-Labels", "X-Request-ID"],
         )
     app.add_middleware(
         RequestContext,

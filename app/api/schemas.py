@@ -16,7 +16,12 @@ VersionRef = Annotated[
 
 
 class Problem(BaseModel):
-    """Every error the API answers, as ``application/problem+json`` (RFC 9457)."""
+    """Every error the API answers, as ``application/problem+json`` (RFC 9457).
+
+    >>> Problem(type="urn:gan-serve:problem:not-found", title="not found", status=404,
+    ...         detail="no model named 'x'", field="model").field
+    'model'
+    """
 
     type: str = Field(description="urn:gan-serve:problem:<title>")
     title: str

@@ -1,8 +1,8 @@
 """Property-based fuzzing of the whole HTTP API from its own OpenAPI schema (schemathesis).
 
 The real server (uvicorn, lifespan and all) on loopback serves the tiny test models; every
-operation in its /openapi.json gets ``FUZZ_EXAMPLES`` generated requests (default 25, half
-valid and half invalid by the schema), derandomized so CI sends the same requests every run;
+operation in its /openapi.json gets ``FUZZ_EXAMPLES`` generated requests (default 25, about
+half valid and half invalid by the schema), derandomized so CI sends the same requests every run;
 ``make fuzz`` runs 500. Every response must be no 5xx, problem+json for every error, and
 conform to the schema: documented status, content type, headers and body.
 
@@ -12,13 +12,16 @@ Jobs are only queued (``GAN_EMBEDDED_WORKER=false``): a fuzzed POST /v1/jobs nev
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import Case, CheckContext, GenerationMode, Response
+from schemathesis.core.result import Ok
 
 # Not GAN_-prefixed: that prefix is the app's settings, and this is the test's own knob.
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))
@@ -49,15 +52,19 @@ def errors_are_problems(ctx: CheckContext, response: Response, case: Case) -> No
 
 
 def test_the_api_honours_its_schema(
-    models_dir: Path,
-    start_server,  # type: ignore[no-untyped-def]
-    subtests: pytest.Subtests,
+    models_dir: Path, start_server: Callable[..., Any], subtests: pytest.Subtests
 ) -> None:
     server = start_server(GAN_MODELS_DIR=str(models_dir), GAN_EMBEDDED_WORKER="false")
     schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json", config=CONFIG)
-    operations = [result.ok() for result in schema.get_all_operations()]
+    operations = []
+    for result in schema.get_all_operations():
+        assert isinstance(result, Ok), result.err()  # the app's own schema must be usable
+        operations.append(result.ok())
     assert len(operations) >= 15, [op.label for op in operations]
 
+    # One test, one subtest per operation, rather than schemathesis.pytest.from_fixture: that
+    # rewrites Node._nodeid, which pytest 9 no longer has. Binary 200s (png, gif, webp, npy,
+    # zip) are documented without a schema, so only their status and content type are checked.
     for operation in operations:
         cases = st.one_of(
             operation.as_strategy(GenerationMode.POSITIVE),
