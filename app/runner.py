@@ -92,7 +92,7 @@ def _read_events(
     store: JobStore, job_id: str, proc: subprocess.Popen[bytes], log_file: Any
 ) -> None:
     assert proc.stdout is not None
-    last_write = 0.0
+    last_progress = 0.0
     for raw in proc.stdout:
         log_file.write(raw)
         log_file.flush()
@@ -100,10 +100,11 @@ def _read_events(
             event = json.loads(raw)
         except ValueError:
             continue
-        kind = event.get("event")
-        if kind == "progress" and time.monotonic() - last_write < 0.5:
-            continue  # the record is for humans; stats.jsonl has every event
-        last_write = time.monotonic()
+        kind = event.get("event") if isinstance(event, dict) else None
+        if kind == "progress":
+            if time.monotonic() - last_progress < 0.5:
+                continue  # the record is for humans; stats.jsonl has every event
+            last_progress = time.monotonic()
         if kind in ("progress", "start", "stopped", "completed"):
             fields = {k: v for k, v in event.items() if k in Progress.model_fields}
             store.update(job_id, functools.partial(_with_progress, fields=fields))

@@ -133,8 +133,10 @@ def test_cancel_a_queued_and_a_running_job(models_dir: Path, start_server) -> No
     assert httpx.delete(f"{server.url}/v1/jobs/{queued['id']}").status_code == 409
 
     deadline = time.monotonic() + 60
-    while httpx.get(f"{server.url}/v1/jobs/{running['id']}").json()["progress"]["step"] < 4:
-        assert time.monotonic() < deadline
+    while (record := httpx.get(f"{server.url}/v1/jobs/{running['id']}").json())["progress"][
+        "step"
+    ] < 4:
+        assert time.monotonic() < deadline and record["state"] in ("queued", "running"), record
         time.sleep(0.2)
     httpx.delete(f"{server.url}/v1/jobs/{running['id']}")
     done = wait_state(server.url, running["id"], {"cancelled", "failed", "succeeded"}, 60)
