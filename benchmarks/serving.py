@@ -125,8 +125,8 @@ def wrk(server: Server, path: str, body: dict | None, clients: int, seconds: flo
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
     return {
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1)),  # type: ignore[union-attr]
-        "p50_ms": _ms(re.search(r"50%\s+(\S+)", text).group(1)),  # type: ignore[union-attr]
-        "p99_ms": _ms(re.search(r"99%\s+(\S+)", text).group(1)),  # type: ignore[union-attr]
+        "p50_ms": _percentile(text, 50),
+        "p99_ms": _percentile(text, 99),
         "errors": int(non2xx.group(1)) if non2xx else 0,
         "client_cpu_s": (after_client.children_user + after_client.children_system)
         - (before_client.children_user + before_client.children_system),
@@ -134,9 +134,12 @@ def wrk(server: Server, path: str, body: dict | None, clients: int, seconds: flo
     }
 
 
-def _ms(value: str) -> float:
-    number, unit = re.match(r"([\d.]+)(\w+)", value).groups()  # type: ignore[union-attr]
-    return float(number) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
+def _percentile(wrk_output: str, p: int) -> float:
+    """A latency percentile from wrk's --latency table, in ms."""
+    found = re.search(rf"^\s*{p}%\s+([\d.]+)(us|ms|s)\s*$", wrk_output, re.MULTILINE)
+    if found is None:
+        raise RuntimeError(f"no {p}% latency in wrk's output:\n{wrk_output}")
+    return float(found.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[found.group(2)]
 
 
 def main() -> None:
