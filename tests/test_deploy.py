@@ -1,0 +1,77 @@
+"""The compose deployment, read as compose reads it, against the settings the app reads."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from app.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+SETTINGS = {f"GAN_{name.upper()}" for name in Settings.model_fields}
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    return data
+
+
+def _env(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment", {})
+    return dict(env) if isinstance(env, dict) else dict(e.split("=", 1) for e in env)
+
+
+def test_services_and_their_roles(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert set(services) == {"api", "worker", "redis"}
+    assert services["api"]["build"]["target"] == "api"
+    assert services["worker"]["build"]["target"] == "worker"
+    for name, service in services.items():
+        assert "healthcheck" in service and service["healthcheck"]["test"], name
+        assert service["restart"] == "unless-stopped", name
+
+
+def test_api_and_workers_share_the_volumes_and_the_queue(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert set(compose["volumes"]) >= {"models", "data"}
+    mounts = {
+        name: {v.split(":")[0]: v.split(":")[1] for v in services[name]["volumes"]}
+        for name in ("api", "worker")
+    }
+    assert mounts["api"] == mounts["worker"]
+    api_env, worker_env = _env(services["api"]), _env(services["worker"])
+    for key in ("GAN_MODELS_DIR", "GAN_DATA_DIR", "GAN_QUEUE_URL"):
+        assert api_env[key] == worker_env[key], key
+    assert mounts["api"]["models"] == api_env["GAN_MODELS_DIR"]
+    assert mounts["api"]["data"] == api_env["GAN_DATA_DIR"]
+    assert api_env["GAN_QUEUE_URL"].startswith("redis://redis:")
+
+
+def test_api_replicas_can_scale(compose: dict[str, Any]) -> None:
+    api = compose["services"]["api"]
+    assert "container_name" not in api  # a fixed name allows one replica only
+    (ports,) = api["ports"]
+    host, _, container = ports.rpartition(":")
+    assert container == "8000" and re.fullmatch(r"\d+-\d+", host), "a host port range"
+
+
+def test_every_variable_is_a_setting_the_app_reads(compose: dict[str, Any]) -> None:
+    for name, service in compose["services"].items():
+        unknown = {k for k in _env(service) if k.startswith("GAN_")} - SETTINGS
+        assert not unknown, f"{name} sets unknown variables: {sorted(unknown)}"
+
+
+def test_the_dockerfile_installs_as_the_makefile_does() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    makefile = (ROOT / "Makefile").read_text()
+    assert "-c requirements/constraints.txt" in dockerfile
+    assert "-c requirements/constraints.txt" in makefile
+    assert re.search(r"^FROM .* AS api$", dockerfile, re.M)
+    assert re.search(r"^FROM .* AS worker$", dockerfile, re.M)
+    assert "HEALTHCHECK" in dockerfile and "/readyz" in dockerfile
+    assert re.search(r"^USER gan$", dockerfile, re.M), "the api runs as a non-root user"
