@@ -69,7 +69,10 @@ class Server:
         self.data = tempfile.mkdtemp()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "--factory", "app.main:create_app", "--port",
-             str(self.port), "--no-access-log", "--log-level", "warning"],
+             str(self.port), "--no-access-log", "--log-level", "warning",
+             # Longer than any pause in a run: a keep-alive connection the server closes just
+             # as a client reuses it is a client-side ReadError, not the server failing.
+             "--timeout-keep-alive", "60"],
             cwd=ROOT,
             env={**os.environ, "GAN_LOG_LEVEL": "warning", "GAN_DATA_DIR": self.data,
                  "GAN_REGISTRY_POLL_SECONDS": "0", "GAN_EMBEDDED_WORKER": "false", **env},
