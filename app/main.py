@@ -1,7 +1,8 @@
 """The app factory: ``uvicorn --factory app.main:create_app``.
 
 Settings are read here, once, never at import time. The lifespan owns every resource
-(repository, model pool and its poller) and closes them in reverse order.
+(repository, model pool and its poller, job queue, embedded consumer, reaper) and closes them
+in reverse order.
 """
 
 from __future__ import annotations
