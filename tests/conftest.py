@@ -11,6 +11,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -47,6 +48,19 @@ def tiny_config(name: str, **extra: object):  # type: ignore[no-untyped-def]
             **extra,
         }
     )
+
+
+def app_settings(models_dir: Path, **extra: Any):  # type: ignore[no-untyped-def]
+    """Settings for an in-process app over ``models_dir``: no polling, no job consumer."""
+    from app.settings import Settings
+
+    defaults: dict[str, Any] = {
+        "models_dir": models_dir,
+        "data_dir": models_dir.parent / "data",
+        "registry_poll_seconds": 0,
+        "embedded_worker": False,
+    }
+    return Settings(**{**defaults, **extra})
 
 
 @pytest.fixture(autouse=True)

@@ -27,17 +27,14 @@ from app import imaging
 from app.main import create_app
 from app.settings import Settings
 
+from ..conftest import app_settings
+
 PROBLEM = "application/problem+json"
 
 
 @pytest.fixture
 def settings(models_dir: Path) -> Settings:
-    return Settings(
-        models_dir=models_dir,
-        data_dir=models_dir.parent / "data",
-        registry_poll_seconds=0,
-        embedded_worker=False,
-    )
+    return app_settings(models_dir)
 
 
 @pytest.fixture
@@ -407,13 +404,7 @@ DATASETS = {
 def test_hostile_dataset_uploads_are_refused(
     models_dir: Path, tmp_path: Path, data: bytes, status: int, words: str
 ) -> None:
-    settings = Settings(
-        models_dir=models_dir,
-        data_dir=tmp_path / "data",
-        registry_poll_seconds=0,
-        embedded_worker=False,
-        max_dataset_files=50,
-    )
+    settings = app_settings(models_dir, data_dir=tmp_path / "data", max_dataset_files=50)
     with TestClient(create_app(settings)) as c:
         problem(c.post("/v1/datasets", files={"file": ("x.zip", data)}), status, words)
         assert c.get("/v1/datasets").json() == []

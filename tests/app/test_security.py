@@ -19,25 +19,16 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
-from app.settings import Settings
+
+from ..conftest import app_settings
 
 PROBLEM = "application/problem+json"
 KEY = "s3cret-key"
 
 
-def settings_for(models_dir: Path, **extra: Any) -> Settings:
-    return Settings(
-        models_dir=models_dir,
-        data_dir=models_dir.parent / "data",
-        registry_poll_seconds=0,
-        embedded_worker=False,
-        **extra,
-    )
-
-
 @pytest.fixture
 def admin(models_dir: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(settings_for(models_dir, api_key=KEY))) as c:
+    with TestClient(create_app(app_settings(models_dir, api_key=KEY))) as c:
         yield c
 
 
@@ -97,7 +88,7 @@ def test_read_routes_need_no_key(admin: TestClient) -> None:
 
 
 def test_cors_is_off_by_default(models_dir: Path) -> None:
-    with TestClient(create_app(settings_for(models_dir))) as c:
+    with TestClient(create_app(app_settings(models_dir))) as c:
         simple = c.get("/v1/models", headers={"Origin": "https://example.org"})
         assert simple.status_code == 200
         assert "access-control-allow-origin" not in simple.headers
@@ -114,7 +105,7 @@ def test_cors_is_off_by_default(models_dir: Path) -> None:
 
 
 def test_cors_allows_a_configured_origin_only(models_dir: Path) -> None:
-    settings = settings_for(models_dir, cors_origins=["https://example.org"])
+    settings = app_settings(models_dir, cors_origins=["https://example.org"])
     with TestClient(create_app(settings)) as c:
         ok = c.get("/v1/models", headers={"Origin": "https://example.org"})
         assert ok.headers["access-control-allow-origin"] == "https://example.org"
@@ -147,7 +138,7 @@ def test_an_internal_error_is_a_problem_without_internals(
     data_dir = models_dir.parent / "data"
     data_dir.mkdir()
     (data_dir / "datasets").write_text("not a folder")
-    settings = settings_for(models_dir)
+    settings = app_settings(models_dir)
     with TestClient(create_app(settings), raise_server_exceptions=False) as c:
         r = c.get("/v1/datasets")
         assert r.status_code == 500 and r.headers["content-type"] == PROBLEM
@@ -176,7 +167,7 @@ def test_an_internal_error_is_a_problem_without_internals(
 def test_a_body_over_the_limit_is_refused_before_parsing(
     models_dir: Path, path: str, ctype: str
 ) -> None:
-    with TestClient(create_app(settings_for(models_dir, max_upload_bytes=4096))) as c:
+    with TestClient(create_app(app_settings(models_dir, max_upload_bytes=4096))) as c:
         r = c.post(path, content=b"{" * 10_000, headers={"content-type": ctype})
         assert r.status_code == 413 and r.headers["content-type"] == PROBLEM, r.text
         assert r.json()["detail"] == "the request body is over 4096 bytes"
@@ -225,7 +216,7 @@ def test_a_zip_entry_count_is_checked_before_extraction(models_dir: Path) -> Non
     with zipfile.ZipFile(buf, "w") as zf:
         for i in range(3000):
             zf.writestr(f"a/{i}.png", b"")
-    settings = settings_for(models_dir, max_dataset_files=1000)
+    settings = app_settings(models_dir, max_dataset_files=1000)
     with TestClient(create_app(settings)) as c:
         r = c.post("/v1/datasets", files={"file": ("many.zip", buf.getvalue())})
         assert r.status_code == 413 and "3000 files" in r.json()["detail"], r.text
