@@ -17,17 +17,15 @@ from PIL import Image
 from app import imaging, latent
 from app.main import create_app
 from app.registry import Repository
-from app.settings import Settings
+
+from ..conftest import app_settings
 
 PROBLEM = "application/problem+json"
 
 
 @pytest.fixture
 def client(models_dir: Path) -> Iterator[TestClient]:
-    settings = Settings(
-        models_dir=models_dir, data_dir=models_dir.parent / "data", registry_poll_seconds=0
-    )
-    with TestClient(create_app(settings)) as c:
+    with TestClient(create_app(app_settings(models_dir))) as c:
         yield c
 
 
@@ -292,12 +290,7 @@ def test_malformed_bodies(client: TestClient) -> None:
 
 
 def test_body_over_the_limit_is_refused_before_parsing(models_dir: Path) -> None:
-    settings = Settings(
-        models_dir=models_dir,
-        data_dir=models_dir.parent / "data",
-        registry_poll_seconds=0,
-        max_upload_bytes=2048,
-    )
+    settings = app_settings(models_dir, max_upload_bytes=2048)
     with TestClient(create_app(settings)) as c:
         body = problem(
             c.post(
@@ -326,12 +319,7 @@ def test_models_listing_and_alias_promotion(client: TestClient, models_dir: Path
 
 
 def test_admin_routes_need_the_key(models_dir: Path) -> None:
-    settings = Settings(
-        models_dir=models_dir,
-        data_dir=models_dir.parent / "data",
-        registry_poll_seconds=0,
-        api_key="s3cret",
-    )
+    settings = app_settings(models_dir, api_key="s3cret")
     with TestClient(create_app(settings)) as c:
         url, body = "/v1/models/tiny-gan/aliases/canary", {"version": 1}
         problem(c.put(url, json=body), 401)
@@ -361,31 +349,15 @@ def test_request_id_is_echoed(client: TestClient) -> None:
 
 
 def test_default_model_setting(models_dir: Path) -> None:
-    settings = Settings(
-        models_dir=models_dir,
-        data_dir=models_dir.parent / "data",
-        registry_poll_seconds=0,
-        default_model="tiny-cgan",
-    )
+    settings = app_settings(models_dir, default_model="tiny-cgan")
     with TestClient(create_app(settings)) as c:
         assert c.post("/v1/sample", json={}).headers["x-model"] == "tiny-cgan"
-    with TestClient(
-        create_app(
-            Settings(
-                models_dir=models_dir, data_dir=models_dir.parent / "data", registry_poll_seconds=0
-            )
-        )
-    ) as c:
+    with TestClient(create_app(app_settings(models_dir))) as c:
         assert c.post("/v1/sample", json={}).headers["x-model"] == "tiny-cgan"  # first by name
 
 
 def test_a_request_not_served_in_time_gets_503(models_dir: Path) -> None:
-    settings = Settings(
-        models_dir=models_dir,
-        data_dir=models_dir.parent / "data",
-        registry_poll_seconds=0,
-        request_timeout_s=1e-4,
-    )
+    settings = app_settings(models_dir, request_timeout_s=1e-4)
     with TestClient(create_app(settings)) as c:
         r = c.post("/v1/sample", json={"model": "tiny-cgan", "n": 512, "format": "npy"})
         body = problem(r, 503)

@@ -15,6 +15,8 @@ from app.main import create_app
 from app.registry import Repository
 from app.settings import Settings
 
+from ..conftest import app_settings
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -79,12 +81,7 @@ def test_the_service_serves_through_torchscript(models_dir: Path) -> None:
     body = {"model": "tiny-gan", "seed": 3, "n": 4, "format": "npy"}
     results = []
     for backend in ("onnx", "torchscript"):
-        settings = Settings(
-            models_dir=models_dir,
-            data_dir=models_dir.parent / "data",
-            registry_poll_seconds=0,
-            backend=backend,
-        )
+        settings = app_settings(models_dir, backend=backend)
         with TestClient(create_app(settings)) as client:
             r = client.post("/v1/sample", json=body)
             assert r.status_code == 200

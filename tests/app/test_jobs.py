@@ -20,7 +20,7 @@ import redis
 
 from app.registry import Repository
 
-from ..conftest import ROOT, Server
+from ..conftest import ROOT, Server, app_settings
 
 TINY_JOB = {
     "max_steps": 12,
@@ -249,12 +249,8 @@ def test_bad_job_requests_are_refused_before_queueing(
     from fastapi.testclient import TestClient
 
     from app.main import create_app
-    from app.settings import Settings
 
-    settings = Settings(
-        models_dir=models_dir, data_dir=tmp_path / "data", registry_poll_seconds=0,
-        embedded_worker=False,
-    )  # fmt: skip
+    settings = app_settings(models_dir, data_dir=tmp_path / "data")
     with TestClient(create_app(settings)) as c:
         r = c.post("/v1/jobs", json={"model": "tiny-cgan", **body})
         assert r.status_code == status, r.text
@@ -285,12 +281,8 @@ def test_dataset_uploads(models_dir: Path, tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
 
     from app.main import create_app
-    from app.settings import Settings
 
-    settings = Settings(
-        models_dir=models_dir, data_dir=tmp_path / "data", registry_poll_seconds=0,
-        embedded_worker=False, max_dataset_bytes=200_000,
-    )  # fmt: skip
+    settings = app_settings(models_dir, data_dir=tmp_path / "data", max_dataset_bytes=200_000)
     good = _zip(
         {f"{c}/{i}.png": _png(k * 50 + i) for k, c in enumerate(["cat", "dog"]) for i in range(3)}
     )

@@ -87,19 +87,24 @@ def test_read_routes_need_no_key(admin: TestClient) -> None:
         assert admin.get(path).status_code == 200, path
 
 
+def _preflight(client: TestClient) -> httpx.Response:
+    """A browser's CORS preflight for a cross-origin JSON POST."""
+    return client.options(
+        "/v1/sample",
+        headers={
+            "Origin": "https://example.org",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        },
+    )
+
+
 def test_cors_is_off_by_default(models_dir: Path) -> None:
     with TestClient(create_app(app_settings(models_dir))) as c:
         simple = c.get("/v1/models", headers={"Origin": "https://example.org"})
         assert simple.status_code == 200
         assert "access-control-allow-origin" not in simple.headers
-        preflight = c.options(
-            "/v1/sample",
-            headers={
-                "Origin": "https://example.org",
-                "Access-Control-Request-Method": "POST",
-                "Access-Control-Request-Headers": "content-type",
-            },
-        )
+        preflight = _preflight(c)
         assert "access-control-allow-origin" not in preflight.headers
         assert preflight.status_code == 405 and preflight.headers["content-type"] == PROBLEM
 
@@ -112,14 +117,7 @@ def test_cors_allows_a_configured_origin_only(models_dir: Path) -> None:
         other = c.get("/v1/models", headers={"Origin": "https://evil.example"})
         assert other.status_code == 200  # CORS is the browser's check; the server just omits
         assert "access-control-allow-origin" not in other.headers
-        preflight = c.options(
-            "/v1/sample",
-            headers={
-                "Origin": "https://example.org",
-                "Access-Control-Request-Method": "POST",
-                "Access-Control-Request-Headers": "content-type",
-            },
-        )
+        preflight = _preflight(c)
         assert preflight.status_code == 200
         assert preflight.headers["access-control-allow-origin"] == "https://example.org"
         assert "POST" in preflight.headers["access-control-allow-methods"]
