@@ -24,7 +24,7 @@ from app.batching import Batcher
 from app.engine import Engine, load_engine
 from app.errors import ApiError, IntegrityError, NotFound, NotReady, Overloaded
 from app.metrics import Metrics
-from app.registry import DEFAULT_ALIAS, LATEST, Manifest, Repository
+from app.registry import DEFAULT_ALIAS, LATEST, Listing, Manifest, Repository
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -84,6 +84,7 @@ class ModelPool:
         self.settings = settings
         self.metrics = metrics
         self._entries: dict[str, _Entry] = {}
+        self._listings: dict[str, Listing] = {}
         self._loading: dict[tuple[str, int], asyncio.Task[LoadedModel]] = {}
         self._refresh_lock = asyncio.Lock()
         self._poller: asyncio.Task[None] | None = None
@@ -155,7 +156,7 @@ class ModelPool:
             if entry.serving is None:
                 raise NotReady(f"model {name!r} is not loaded: {entry.error or 'loading'}")
             return entry.serving
-        number = await asyncio.to_thread(self.repo.resolve, name, version)
+        number = await self._resolve(name, version)
         if entry.serving is not None and entry.serving.version == number:
             return entry.serving
         if number in entry.others:
@@ -168,18 +169,33 @@ class ModelPool:
             await evicted.close()
         return model
 
+    async def _resolve(self, name: str, version: str | int) -> int:
+        # From the last poll's snapshot, so pinned-version requests do no disk I/O; a miss
+        # (a version published since) is looked up on disk.
+        listing = self._listings.get(name)
+        if listing is not None:
+            try:
+                return listing.resolve(version)
+            except NotFound:
+                pass
+        return await asyncio.to_thread(self.repo.resolve, name, version)
+
     # --- loading -------------------------------------------------------------------------
 
     async def refresh(self) -> None:
         """Bring the serving versions in line with the repository."""
         async with self._refresh_lock:
+            self._listings = await asyncio.to_thread(self.repo.listings)
             names = await asyncio.to_thread(self.repo.models)
             for gone in set(self._entries) - set(names):
                 await self._drop(gone)
             for name in names:
                 entry = self._entries.setdefault(name, _Entry())
                 try:
-                    target = await asyncio.to_thread(self.repo.resolve, name, None)
+                    listing = self._listings.get(name)
+                    if listing is None:  # left out of the snapshot: read again for the reason
+                        listing = await asyncio.to_thread(self.repo.listing, name)
+                    target = listing.resolve(None)
                 except ApiError as e:
                     entry.error = e.detail
                     continue

@@ -124,6 +124,33 @@ class Manifest:
         return name if name in self.artifacts else None
 
 
+@dataclass(frozen=True)
+class Listing:
+    """A model's versions and aliases as read at one moment."""
+
+    name: str
+    versions: tuple[int, ...]
+    aliases: dict[str, int]
+
+    def resolve(self, ref: str | int | None = None) -> int:
+        """A version number from a number, an alias, "latest", or None (production or latest)."""
+        name, versions, aliases = self.name, self.versions, self.aliases
+        if not versions:
+            raise NotFound(f"model {name!r} has no versions", field="model")
+        if ref is None:
+            return aliases.get(DEFAULT_ALIAS, versions[-1])
+        if isinstance(ref, int) or ref.isdigit():
+            if int(ref) not in versions:
+                raise NotFound(f"model {name!r} has no version {ref}", field="version")
+            return int(ref)
+        if ref == LATEST:
+            return versions[-1]
+        if ref not in aliases:
+            known = ", ".join(sorted([*aliases, LATEST]))
+            raise NotFound(f"model {name!r} has no alias {ref!r} (known: {known})", field="version")
+        return aliases[ref]
+
+
 def check_name(name: str) -> str:
     if not NAME_RE.fullmatch(name):
         raise InvalidInput(
@@ -200,22 +227,10 @@ class Repository:
 
     def resolve(self, name: str, ref: str | int | None = None) -> int:
         """A version number from a number, an alias, "latest", or None (production or latest)."""
-        versions = self.versions(name)
-        if not versions:
-            raise NotFound(f"model {name!r} has no versions", field="model")
-        if ref is None:
-            return self.aliases(name).get(DEFAULT_ALIAS, versions[-1])
-        if isinstance(ref, int) or ref.isdigit():
-            if int(ref) not in versions:
-                raise NotFound(f"model {name!r} has no version {ref}", field="version")
-            return int(ref)
-        if ref == LATEST:
-            return versions[-1]
-        aliases = self.aliases(name)
-        if ref not in aliases:
-            known = ", ".join(sorted([*aliases, LATEST]))
-            raise NotFound(f"model {name!r} has no alias {ref!r} (known: {known})", field="version")
-        return aliases[ref]
+        return self.listing(name).resolve(ref)
+
+    def listing(self, name: str) -> Listing:
+        return Listing(name, tuple(self.versions(name)), self.aliases(name))
 
     def version_dir(self, name: str, version: int) -> Path:
         return self.root / check_name(name) / str(int(version))
@@ -245,12 +260,12 @@ class Repository:
                 )
         return manifest
 
-    def state(self) -> dict[str, tuple[tuple[int, ...], tuple[tuple[str, int], ...]]]:
-        """A cheap fingerprint of versions and aliases, for pollers to detect changes."""
+    def listings(self) -> dict[str, Listing]:
+        """Every readable model's versions and aliases, read once: a snapshot to resolve from."""
         out = {}
         for name in self.models():
             try:
-                out[name] = (tuple(self.versions(name)), tuple(sorted(self.aliases(name).items())))
+                out[name] = self.listing(name)
             except IntegrityError:
                 continue
         return out
