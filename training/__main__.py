@@ -22,7 +22,7 @@ def _train(args: argparse.Namespace) -> int:
     from training.config import load_config
     from training.evaluate import for_dataset
     from training.export import publish_run
-    from training.loop import generate, train
+    from training.loop import generate, pick_device, train
 
     cfg = load_config(args.config, args.set)
     run_dir = Path(args.run_dir or f"runs/{args.name}")
@@ -59,6 +59,7 @@ def _train(args: argparse.Namespace) -> int:
         should_stop=should_stop,
         evaluate=evaluate,
         init_from=Path(args.init_from) if args.init_from else None,
+        device=pick_device(args.device),
     )
     if result.status == "stopped":
         return EXIT_STOPPED
@@ -191,6 +192,12 @@ def parser() -> argparse.ArgumentParser:
         "--exit-with-parent",
         action="store_true",
         help="stop (checkpoint, exit 3) when the parent process dies",
+    )
+    t.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        default="cpu",
+        help="where to train (auto: cuda when available); results differ in float rounding",
     )
     t.add_argument("--parent-version", type=int, help="recorded in the manifest")
     t.add_argument("--no-eval", action="store_true", help="skip classifier-based metrics")

@@ -13,6 +13,7 @@ stopped, with no RNG state to carry.
 from __future__ import annotations
 
 import copy
+import io
 import json
 import os
 import time
@@ -85,9 +86,19 @@ def to_model_range(images_u8: Tensor, cfg: TrainConfig) -> Tensor:
     return images_u8.float() / 255.0 * (hi - lo) + lo
 
 
-def build_state(cfg: TrainConfig, dataset: Dataset) -> State:
+def pick_device(name: str) -> str:
+    """``auto`` means cuda when torch sees a GPU; asking for cuda without one is an error."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: torch sees no CUDA device")
+    return name
+
+
+def build_state(cfg: TrainConfig, dataset: Dataset, device: str = "cpu") -> State:
     torch.manual_seed(cfg.seed)
     g, d = networks.build(cfg, dataset.image_shape, dataset.num_classes)
+    g, d = g.to(device), d.to(device)  # initialised on the CPU: the same weights anywhere
     g_ema = copy.deepcopy(g).eval().requires_grad_(False)
     o = cfg.optimizer
     opt_g: torch.optim.Optimizer
@@ -137,9 +148,14 @@ def load_weights(source: Path, state: State) -> None:
 
 
 def save_checkpoint(path: Path, state: State, cfg: TrainConfig, dataset: Dataset) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(state.state_dict(cfg, dataset), tmp)
-    os.replace(tmp, path)  # a crash mid-write never leaves a torn checkpoint
+    # Serialised in memory, written by Python: a full disk is an OSError with its errno (torch's
+    # own file writer reports none), and the old checkpoint stays whole.
+    buffer = io.BytesIO()
+    torch.save(state.state_dict(cfg, dataset), buffer)
+    try:
+        _atomic_write(path, buffer.getvalue())
+    except OSError as e:
+        raise OSError(e.errno, f"{e.strerror} while writing the checkpoint", str(path)) from e
 
 
 def _schedule(cfg: TrainConfig, state: State) -> None:
@@ -199,17 +215,25 @@ def train_step(cfg: TrainConfig, state: State, batches: Batches, num_classes: in
     """k discriminator steps, then one generator step (Algorithm 1 of the paper)."""
     _schedule(cfg, state)
     torch.manual_seed(step_seed(cfg.seed, state.step, 1))  # dropout
+    # Draws come from a CPU generator and move to the device: the same z and labels anywhere.
     gen = torch.Generator().manual_seed(step_seed(cfg.seed, state.step, 2))
+    dev = next(state.g.parameters()).device
     cond = cfg.conditional
     state.g.train()
     state.d.train()
     bs = batches.batch_size
+
+    def draw() -> tuple[Tensor, Tensor]:
+        z = sample_latent(cfg, bs, gen)
+        return z.to(dev), _generator_labels(cfg, bs, num_classes, gen).to(dev)
+
     for j in range(cfg.d_steps):
         real_u8, real_labels, epoch = batches.get(state.step * cfg.d_steps + j)
-        real = to_model_range(real_u8, cfg)  # [N, C, H, W]
-        fake_labels = _generator_labels(cfg, bs, num_classes, gen)
+        real = to_model_range(real_u8.to(dev), cfg)  # [N, C, H, W]
+        real_labels = real_labels.to(dev)
+        z, fake_labels = draw()
         with torch.no_grad():
-            fake = _call(state.g, sample_latent(cfg, bs, gen), fake_labels, cond)
+            fake = _call(state.g, z, fake_labels, cond)
         real_logit = _call(state.d, real, real_labels, cond)
         fake_logit = _call(state.d, fake, fake_labels, cond)
         loss_d = losses.d_loss(cfg.loss, real_logit, fake_logit)
@@ -217,8 +241,8 @@ def train_step(cfg: TrainConfig, state: State, batches: Batches, num_classes: in
         loss_d.backward()
         state.opt_d.step()
 
-    fake_labels = _generator_labels(cfg, bs, num_classes, gen)
-    fake = _call(state.g, sample_latent(cfg, bs, gen), fake_labels, cond)
+    z, fake_labels = draw()
+    fake = _call(state.g, z, fake_labels, cond)
     fake_logit = _call(state.d, fake, fake_labels, cond)
     loss_g = losses.g_loss(cfg.loss, fake_logit)
     state.opt_g.zero_grad(set_to_none=True)
@@ -247,13 +271,14 @@ def generate(
 ) -> np.ndarray:
     """Images for seeds as uint8 [N, H, W, C], drawing z exactly as the service does."""
     g.eval()
+    dev = next(g.parameters()).device
     out = []
     for start in range(0, len(seeds), 500):
         chunk = seeds[start : start + 500].tolist()
-        z = torch.from_numpy(latent.latents(chunk, cfg.latent_dim, cfg.prior))
-        y = torch.from_numpy(labels[start : start + 500]) if labels is not None else None
+        z = torch.from_numpy(latent.latents(chunk, cfg.latent_dim, cfg.prior)).to(dev)
+        y = torch.from_numpy(labels[start : start + 500]).to(dev) if labels is not None else None
         x = g(z, y) if cfg.conditional else g(z)
-        out.append(imaging.to_uint8(x.numpy(), cfg.output_range))
+        out.append(imaging.to_uint8(x.cpu().numpy(), cfg.output_range))
     return np.concatenate(out)
 
 
@@ -274,11 +299,13 @@ def train(
     should_stop: StopFn | None = None,
     evaluate: Callable[[nn.Module], dict[str, Any]] | None = None,
     init_from: Path | None = None,
+    device: str = "cpu",
 ) -> RunResult:
     """Train until ``cfg.max_steps``, resuming from ``run_dir/checkpoint.pt`` when present.
 
     ``init_from`` is a checkpoint or a published version folder to fine-tune from (its
-    weights, not its step or optimiser state). ``evaluate``
+    weights, not its step or optimiser state). ``device`` is where the networks train
+    (``"cuda"``); checkpoints hold CPU-loadable tensors either way. ``evaluate``
     maps the serving generator to metrics each ``eval_every`` steps. A stop requested by
     ``should_stop`` ends at a step boundary with a checkpoint written.
     """
@@ -287,7 +314,7 @@ def train(
     dataset, _ = load_dataset(cfg.dataset.source).split(
         cfg.dataset.val_fraction, cfg.dataset.split_seed
     )
-    state = build_state(cfg, dataset)
+    state = build_state(cfg, dataset, device)
     ckpt_path = run_dir / CHECKPOINT
     if ckpt_path.exists():
         load_checkpoint(ckpt_path, state, cfg)
@@ -334,9 +361,17 @@ def train(
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
+    """Replace ``path`` whole or not at all: a crash or a full disk never leaves it torn."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())  # a full disk may only show here (delayed allocation, NFS)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _emitter(run_dir: Path, progress: ProgressFn | None) -> ProgressFn:

@@ -18,6 +18,7 @@ from training.loop import (
     CHECKPOINT,
     build_state,
     generate,
+    pick_device,
     samples_grid,
     serving_generator,
     train,
@@ -295,3 +296,12 @@ def test_conditional_grid_has_one_row_per_class() -> None:
     np.testing.assert_array_equal(grid, imaging.grid(by_row, cols=10)[..., 0])
     all_zeros = generate(cfg, g, np.arange(100), np.zeros(100, np.int64))
     assert not np.array_equal(by_row, all_zeros)
+
+
+def test_device_auto_picks_cuda_only_when_there_is_one() -> None:
+    has_gpu = torch.cuda.is_available()
+    assert pick_device("auto") == ("cuda" if has_gpu else "cpu")
+    assert pick_device("cpu") == "cpu"
+    if not has_gpu:
+        with pytest.raises(ValueError, match="no CUDA device"):
+            pick_device("cuda")
