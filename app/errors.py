@@ -14,7 +14,7 @@ Core modules raise these, never ``HTTPException``; one handler renders them
     ├── Conflict                  409
     ├── TooManyRequests           429  over a configured count limit
     ├── Overloaded                503  batch queue full; carries Retry-After
-    ├── NotReady                  503  model not loaded (yet)
+    ├── NotReady                  503  model not loaded (yet), job queue unreachable
     └── IntegrityError            500  an artifact whose sha256 does not match
 """
 
@@ -25,10 +25,11 @@ class ApiError(Exception):
     status: int = 500
     title: str = "internal error"
 
-    def __init__(self, detail: str, *, field: str | None = None) -> None:
+    def __init__(self, detail: str, *, field: str | None = None, **extensions: object) -> None:
         super().__init__(detail)
         self.detail = detail
         self.field = field
+        self.extensions = extensions  # RFC 9457 extension members, rendered beside detail
 
     @property
     def type(self) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import tempfile
 import time
 import uuid
@@ -85,6 +86,10 @@ class JobStore:
         folder.mkdir()
         self._write(job)
         return job
+
+    def discard(self, job_id: str) -> None:
+        """Remove a record that never reached the queue."""
+        shutil.rmtree(self.dir(job_id), ignore_errors=True)
 
     def get(self, job_id: str) -> Job:
         try:

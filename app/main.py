@@ -11,12 +11,14 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TypedDict
+from pathlib import Path
+from typing import Any, TypedDict
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
@@ -41,6 +43,17 @@ ERRORS: dict[int | str, dict[str, object]] = {
         ("4XX", "the request was refused: see detail and field"),
         ("5XX", "overloaded or not ready (with Retry-After), or failed"),
     )
+}
+STATIC = Path(__file__).with_name("static")
+# The playground at / is same-origin static files calling the API: a strict policy costs it
+# nothing, and no-cache makes browsers revalidate (304) so an upgrade never runs stale scripts.
+PLAYGROUND_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
+    "img-src 'self' blob: data:; connect-src 'self'; base-uri 'none'; form-action 'none'; "
+    "frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
 }
 
 
@@ -105,6 +118,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     for module in (sample, discriminate, interpolate, models, jobs, datasets, health):
         app.include_router(module.router)
+    _mount_playground(app)
     _install_error_handlers(app)
     if settings.cors_origins:
         app.add_middleware(
@@ -124,6 +138,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
+class _PlaygroundFiles(StaticFiles):
+    def file_response(self, *args: Any, **kwargs: Any) -> Response:
+        response = super().file_response(*args, **kwargs)
+        response.headers.update(PLAYGROUND_HEADERS)
+        return response
+
+
+def _mount_playground(app: FastAPI) -> None:
+    """The web playground (app/static): outside the OpenAPI schema, it is no API."""
+    app.mount("/static", _PlaygroundFiles(directory=STATIC), name="static")
+
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
+    async def playground() -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers=PLAYGROUND_HEADERS)
+
+
 def problem(status: int, title: str, detail: str, **extra: object) -> JSONResponse:
     body = {
         "type": "urn:gan-serve:problem:" + title.replace(" ", "-"),
@@ -138,9 +168,11 @@ def problem(status: int, title: str, detail: str, **extra: object) -> JSONRespon
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
-        if exc.status >= 500:
+        # 503s (overloaded, not ready yet) are expected states, counted in metrics and the
+        # access log; a readiness probe would otherwise log an error every few seconds.
+        if exc.status >= 500 and exc.status != 503:
             log.error("%s %s: %s", request.method, request.url.path, exc.detail)
-        response = problem(exc.status, exc.title, exc.detail, field=exc.field)
+        response = problem(exc.status, exc.title, exc.detail, field=exc.field, **exc.extensions)
         response.headers.update(exc.headers())
         return response
 

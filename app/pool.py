@@ -3,7 +3,9 @@
 The pool keeps one *serving* version per model (the ``production`` alias, else the newest)
 plus a few explicitly requested ones. A poller watches the repository; when the serving
 version changes it loads and warms the new one first and swaps only then, so requests never
-wait on a load and a broken version never replaces a working one.
+wait on a load and a broken version never replaces a working one. Each poll also checks that
+the serving versions' files on disk still match their manifests (:class:`ArtifactCheck`): a
+changed or deleted file keeps being served from memory, is reported, and is refused a reload.
 
     >>> pool = ModelPool(Repository("models"), settings, metrics)
     >>> await pool.start()
@@ -15,8 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -24,10 +28,76 @@ from app.batching import Batcher
 from app.engine import Engine, load_engine
 from app.errors import ApiError, IntegrityError, NotFound, NotReady, Overloaded
 from app.metrics import Metrics
-from app.registry import DEFAULT_ALIAS, LATEST, Listing, Manifest, Repository
+from app.registry import DEFAULT_ALIAS, LATEST, Listing, Manifest, Repository, sha256_file
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
+Stamp = tuple[int, int, int]  # (size, mtime_ns, inode): what changes when a file is rewritten
+
+
+def stamp_files(folder: Path) -> dict[str, Stamp | None]:
+    """Each file's stamp in ``folder``; taken before a load hashes them."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return {}
+    return {e.name: _stamp(Path(e.path)) for e in entries if e.is_file()}
+
+
+def _stamp(path: Path) -> Stamp | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns, st.st_ino
+
+
+@dataclass
+class ArtifactCheck:
+    """A loaded version's files on disk against its manifest's sha256, for the poller.
+
+    Cheap enough to run every poll: a file is re-hashed only when its size, mtime or inode
+    changed since the last look (or since the stamps taken before the load verified it).
+
+        >>> check = ArtifactCheck(folder, manifest.artifacts, stamps_taken_before_verify)
+        >>> check.run()   # None while the files on disk are the ones that were loaded
+    """
+
+    folder: Path
+    expected: dict[str, str]  # file -> sha256
+    stamps: dict[str, Stamp | None]
+    faults: dict[str, str] = field(default_factory=dict)  # file -> what is wrong with it
+    # The faults in one line, replaced whole: readiness reads it from the event loop while
+    # run() works in a thread.
+    error: str | None = None
+
+    def run(self) -> str | None:
+        for file, sha256 in self.expected.items():
+            path = self.folder / file
+            stamp = _stamp(path)
+            if stamp == self.stamps.get(file):
+                continue
+            self.stamps[file] = stamp
+            fault = _fault(path, sha256)
+            if fault is None:
+                self.faults.pop(file, None)
+            else:
+                self.faults[file] = fault
+        faults = "; ".join(f"{file} {why}" for file, why in sorted(self.faults.items()))
+        self.error = f"on disk, {faults}; serving the copy verified at load" if faults else None
+        return self.error
+
+
+def _fault(path: Path, expected: str) -> str | None:
+    try:
+        actual = sha256_file(path)
+    except FileNotFoundError:
+        return "is missing"
+    except OSError as e:
+        return f"is unreadable ({e.strerror})"
+    if actual != expected:
+        return f"has sha256 {actual[:12]}..., the manifest says {expected[:12]}..."
+    return None
 
 
 @dataclass
@@ -36,6 +106,7 @@ class LoadedModel:
     generator: Batcher
     discriminator: Batcher | None
     device: str
+    artifacts: ArtifactCheck
     timeout_s: float = 60.0
 
     @property
@@ -140,6 +211,7 @@ class ModelPool:
                 "version": entry.serving.version if entry.serving else None,
                 "device": entry.serving.device if entry.serving else None,
                 "error": entry.error,
+                "integrity": entry.serving.artifacts.error if entry.serving else None,
             }
             for name, entry in sorted(self._entries.items())
         }
@@ -211,15 +283,38 @@ class ModelPool:
                     continue
                 old, entry.serving, entry.error = entry.serving, model, None
                 self.metrics.loaded_version.labels(name).set(model.version)
+                self.metrics.artifacts_ok.labels(name, str(model.version)).set(1)
                 if old is not None:
                     self.metrics.reloads.labels(name).inc()
+                    self.metrics.artifacts_ok.remove(name, str(old.version))
                     log.info("%s: now serving v%d (was v%d)", name, model.version, old.version)
                     await old.close()  # drains requests already queued on it
                 else:
                     log.info("%s: serving v%d on %s", name, model.version, model.device)
+            await self._check_artifacts()
+
+    async def _check_artifacts(self) -> None:
+        """Report serving versions whose files on disk changed since they were verified.
+
+        The loaded copy keeps serving (it was verified, and requests cannot tell); what is on
+        disk would be refused by any new load, here or in another replica, so it is an alarm.
+        """
+        for name, entry in list(self._entries.items()):
+            model = entry.serving
+            if model is None:
+                continue
+            before = model.artifacts.error
+            error = await asyncio.to_thread(model.artifacts.run)
+            self.metrics.artifacts_ok.labels(name, str(model.version)).set(error is None)
+            if error is not None and error != before:
+                log.error("%s v%d: %s", name, model.version, error)
+            elif error is None and before is not None:
+                log.info("%s v%d: files on disk match the manifest again", name, model.version)
 
     async def _drop(self, name: str) -> None:
         entry = self._entries.pop(name)
+        if entry.serving is not None:
+            self.metrics.artifacts_ok.remove(name, str(entry.serving.version))
         for model in [entry.serving, *entry.others.values()]:
             if model is not None:
                 await model.close()
@@ -234,7 +329,7 @@ class ModelPool:
         return await asyncio.shield(task)
 
     async def _load_now(self, name: str, version: int) -> LoadedModel:
-        manifest, g, d = await asyncio.to_thread(self._load_engines, name, version)
+        manifest, g, d, artifacts = await asyncio.to_thread(self._load_engines, name, version)
         s = self.settings
 
         def batcher(engine: Engine, role: str) -> Batcher:
@@ -256,6 +351,7 @@ class ModelPool:
             batcher(g, "generator"),
             batcher(d, "discriminator") if d else None,
             g.device,
+            artifacts,
             s.request_timeout_s,
         )
         await model.generator.start()
@@ -263,15 +359,18 @@ class ModelPool:
             await model.discriminator.start()
         return model
 
-    def _load_engines(self, name: str, version: int) -> tuple[Manifest, Engine, Engine | None]:
-        manifest = self.repo.verify(name, version)
+    def _load_engines(
+        self, name: str, version: int
+    ) -> tuple[Manifest, Engine, Engine | None, ArtifactCheck]:
         folder = self.repo.version_dir(name, version)
+        stamps = stamp_files(folder)  # before hashing: a write after this shows at the next check
+        manifest = self.repo.verify(name, version)
         g = load_engine(folder, manifest, "generator", self.settings)
         d = None
         if manifest.artifact("discriminator", "onnx") or manifest.artifact("discriminator", "pt"):
             d = load_engine(folder, manifest, "discriminator", self.settings)
         _warm_up(manifest, g, d)
-        return manifest, g, d
+        return manifest, g, d, ArtifactCheck(folder, dict(manifest.artifacts), stamps)
 
 
 def _warm_up(manifest: Manifest, g: Engine, d: Engine | None) -> None:
@@ -295,4 +394,4 @@ def _warm_up(manifest: Manifest, g: Engine, d: Engine | None) -> None:
         raise IntegrityError(f"{manifest.name} v{manifest.version} fails a test run: {e}") from e
 
 
-__all__ = ["LATEST", "LoadedModel", "ModelPool"]
+__all__ = ["LATEST", "ArtifactCheck", "LoadedModel", "ModelPool", "stamp_files"]

@@ -7,11 +7,16 @@ with ``redis://...`` the service only enqueues and ``python -m app.worker`` proc
 Restart safety: Huey persists queued tasks in its storage. A job whose worker died mid-run is
 found by :meth:`JobQueue.reap` (a running record whose heartbeat went stale) and requeued to
 resume from its checkpoint, or failed with the reason once it has used its attempts.
+
+An unreachable queue (Redis restarting, SQLite locked) is :class:`NotReady`, a 503, for a new
+job; a job that cannot be put back is left for the reaper's next round. Consumers survive the
+outage: Huey logs each failed read, backs off and reads again, and the Redis client reconnects.
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 
@@ -19,11 +24,19 @@ from huey import RedisHuey, SqliteHuey
 from huey.api import Huey
 from huey.consumer import Consumer
 
-from app.jobs import JobStore
+from app.errors import NotReady
+from app.jobs import Job, JobStore
 from app.runner import run_job
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
+try:
+    from redis.exceptions import ConnectionError as RedisDown  # BusyLoadingError too
+    from redis.exceptions import TimeoutError as RedisSlow
+
+    UNREACHABLE: tuple[type[Exception], ...] = (sqlite3.OperationalError, RedisDown, RedisSlow)
+except ImportError:  # without the [redis] extra only the SQLite queue exists
+    UNREACHABLE = (sqlite3.OperationalError,)
 
 
 class _WorkerConsumer(Consumer):
@@ -51,10 +64,34 @@ class JobQueue:
         self._consumer: Consumer | None = None
 
     def _run(self, job_id: str) -> None:
-        run_job(self.settings, job_id, self.shutdown, self.enqueue)
+        run_job(self.settings, job_id, self.shutdown, self.requeue)
 
     def enqueue(self, job_id: str) -> None:
-        self._task(job_id)
+        """Put a job on the queue; NotReady (503) when the queue's storage cannot be reached."""
+        try:
+            self._task(job_id)
+        except UNREACHABLE as e:
+            log.warning("job %s not queued: %s: %s", job_id, type(e).__name__, e)
+            raise NotReady("the job queue is unreachable; retry later") from e
+
+    def requeue(self, job_id: str) -> Job | None:
+        """Put a running job back on the queue, to resume from its checkpoint.
+
+        When the queue cannot take it, the job stays running with no heartbeat, so the
+        reaper's next round tries again: an outage never strands a job as queued in the
+        record but absent from the queue.
+        """
+        job = self.store.transition(
+            job_id, {"running"}, state="queued", worker=None, heartbeat=None
+        )
+        if job is None:
+            return None
+        try:
+            self.enqueue(job_id)
+        except NotReady:
+            self.store.transition(job_id, {"queued"}, state="running")
+            raise
+        return job
 
     def pending(self) -> int:
         return int(self.huey.pending_count())
@@ -102,9 +139,7 @@ class JobQueue:
                     error=f"its worker {job.worker} stopped responding {job.attempts} times",
                 )
             else:
-                done = self.store.transition(job.id, {"running"}, state="queued", worker=None)
-                if done is not None:
-                    self.enqueue(job.id)
+                done = self.requeue(job.id)
             if done is not None:
                 log.warning("job %s: worker %s died; now %s", job.id, job.worker, done.state)
                 reaped.append(job.id)

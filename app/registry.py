@@ -247,18 +247,34 @@ class Repository:
     def verify(self, name: str, version: int) -> Manifest:
         """The manifest, after checking every artifact's sha256; IntegrityError otherwise."""
         manifest = self.manifest(name, version)
-        folder = self.version_dir(name, version)
         for file, expected in manifest.artifacts.items():
-            try:
-                actual = sha256_file(folder / file)
-            except OSError as e:
-                raise IntegrityError(f"{name} v{version}: {file} is unreadable: {e}") from e
-            if actual != expected:
-                raise IntegrityError(
-                    f"{name} v{version}: {file} has sha256 {actual[:12]}..., "
-                    f"the manifest says {expected[:12]}..."
-                )
+            self._checked(name, version, file, expected)
         return manifest
+
+    def artifact(self, name: str, version: int, file: str) -> Path:
+        """The path of one artifact of a version, after checking its sha256.
+
+        NotFound when the model, the version or the artifact does not exist; IntegrityError
+        when the file does not match its manifest.
+        """
+        self.versions(name)  # NotFound for an unknown model, before the version is looked at
+        manifest = self.manifest(name, version)
+        if file not in manifest.artifacts:
+            raise NotFound(f"{name} v{version} has no {file}", field="file")
+        return self._checked(name, version, file, manifest.artifacts[file])
+
+    def _checked(self, name: str, version: int, file: str, expected: str) -> Path:
+        path = self.version_dir(name, version) / file
+        try:
+            actual = sha256_file(path)
+        except OSError as e:
+            raise IntegrityError(f"{name} v{version}: {file} is unreadable: {e}") from e
+        if actual != expected:
+            raise IntegrityError(
+                f"{name} v{version}: {file} has sha256 {actual[:12]}..., "
+                f"the manifest says {expected[:12]}..."
+            )
+        return path
 
     def listings(self) -> dict[str, Listing]:
         """Every readable model's versions and aliases, read once: a snapshot to resolve from."""

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from app.errors import NotReady
 from app.jobs import Job, JobStore, Progress
 from app.registry import DEFAULT_ALIAS, Repository
 from app.settings import Settings
@@ -33,7 +34,7 @@ POLL_S = 0.25
 
 
 def run_job(
-    settings: Settings, job_id: str, shutdown: threading.Event, requeue: Callable[[str], None]
+    settings: Settings, job_id: str, shutdown: threading.Event, requeue: Callable[[str], object]
 ) -> None:
     store = JobStore(settings.data_dir)
     worker = f"{socket.gethostname()}:{os.getpid()}"
@@ -123,7 +124,7 @@ def _finish(
     store: JobStore,
     job_id: str,
     returncode: int,
-    requeue: Callable[[str], None],
+    requeue: Callable[[str], object],
 ) -> None:
     job = store.get(job_id)
     now = time.time()
@@ -140,8 +141,10 @@ def _finish(
     elif returncode == EXIT_STOPPED and job.cancel_requested:
         store.patch(job_id, state="cancelled", finished=now)
     elif returncode == EXIT_STOPPED:  # the worker is shutting down: resume elsewhere, later
-        store.patch(job_id, state="queued", worker=None, heartbeat=None)
-        requeue(job_id)
+        try:
+            requeue(job_id)
+        except NotReady:  # left running without a heartbeat: the reaper requeues it
+            log.warning("job %s: the queue is unreachable; the reaper will requeue it", job_id)
     else:
         store.patch(job_id, state="failed", finished=now, error=_failure(store, job_id, returncode))
     log.info("job %s: %s", job_id, store.get(job_id).state)

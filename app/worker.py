@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 
+from app.errors import NotReady
 from app.queue import JobQueue
 from app.settings import Settings
 
@@ -18,7 +19,10 @@ def main() -> None:
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     queue = JobQueue(settings)
-    queue.reap()
+    try:
+        queue.reap()
+    except NotReady:  # the queue is down: the service replicas reap once it is back
+        logging.getLogger("app.worker").warning("queue unreachable at start: reaping skipped")
     queue.consumer(embedded=False).run()
 
 

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from app.api.deps import RepoDep, SettingsDep, require_admin
 from app.api.schemas import ModelName
 from app.datasets import DatasetStore
-from app.errors import InvalidInput, NotFound, TooManyRequests
+from app.errors import InvalidInput, NotFound, NotReady, TooManyRequests
 from app.jobs import TERMINAL, Job, JobStore, Progress, Promote, State
 from app.queue import JobQueue
 from training.config import load_config, preset_path
@@ -89,7 +89,11 @@ async def submit(
     )
     config = json.dumps(cfg.model_dump(mode="json"))
     await asyncio.to_thread((store.dir(job.id) / "config.json").write_text, config)
-    await asyncio.to_thread(queue.enqueue, job.id)
+    try:
+        await asyncio.to_thread(queue.enqueue, job.id)
+    except NotReady:  # the 503 says no job was made: leave no record that would never run
+        await asyncio.to_thread(store.discard, job.id)
+        raise
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     return job
 

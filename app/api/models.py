@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Path
+from fastapi.responses import FileResponse
 
 from app.api.deps import PoolDep, RepoDep, require_admin
 from app.api.schemas import AliasUpdate, ModelDetail, ModelName, ModelSummary
@@ -23,6 +25,19 @@ async def list_models(repo: RepoDep, pool: PoolDep) -> list[ModelSummary]:
 async def get_model(name: str, repo: RepoDep, pool: PoolDep) -> ModelDetail:
     """Every version's manifest (metrics, training config, sha256s), and the aliases."""
     return await asyncio.to_thread(_detail, repo, check_name(name), pool.serving_versions())
+
+
+@router.get(
+    "/v1/models/{name}/versions/{version}/samples.png",
+    response_class=FileResponse,
+    responses={200: {"description": "the grid made at export", "content": {"image/png": {}}}},
+)
+async def version_samples(
+    name: str, version: Annotated[int, Path(ge=1)], repo: RepoDep
+) -> FileResponse:
+    """The samples grid a version was published with, checked against its manifest's sha256."""
+    path = await asyncio.to_thread(repo.artifact, check_name(name), version, "samples.png")
+    return FileResponse(path, media_type="image/png")
 
 
 @router.put("/v1/models/{name}/aliases/{alias}", dependencies=[Depends(require_admin)])

@@ -318,6 +318,20 @@ def test_models_listing_and_alias_promotion(client: TestClient, models_dir: Path
     assert r.headers["x-model-version"] == "1"
 
 
+def test_a_version_serves_its_samples_grid(client: TestClient, models_dir: Path) -> None:
+    url = "/v1/models/tiny-cgan/versions/1/samples.png"
+    grid = models_dir / "tiny-cgan" / "1" / "samples.png"
+    r = client.get(url)
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    assert r.content == grid.read_bytes()
+    problem(client.get("/v1/models/tiny-cgan/versions/9/samples.png"), 404)
+    problem(client.get("/v1/models/nope/versions/1/samples.png"), 404)
+    problem(client.get("/v1/models/tiny-cgan/versions/0/samples.png"), 422)
+    problem(client.get("/v1/models/Not..Ok/versions/1/samples.png"), 422)
+    grid.write_bytes(grid.read_bytes()[:-1])  # not what the manifest's sha256 names
+    assert "sha256" in problem(client.get(url), 500)["detail"]
+
+
 def test_admin_routes_need_the_key(models_dir: Path) -> None:
     settings = app_settings(models_dir, api_key="s3cret")
     with TestClient(create_app(settings)) as c:
