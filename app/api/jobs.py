@@ -17,7 +17,7 @@ from app.datasets import DatasetStore
 from app.errors import InvalidInput, NotFound, NotReady, TooManyRequests
 from app.jobs import TERMINAL, Job, JobStore, Progress, Promote, State
 from app.queue import JobQueue
-from training.config import load_config, preset_path
+from training.config import load_config, preset_names, preset_path
 
 router = APIRouter(tags=["jobs"])
 
@@ -41,6 +41,14 @@ class JobRequest(BaseModel):
     base_version: int | None = Field(None, ge=1, description="fine-tune from this version")
     dataset: str | None = Field(None, description="an uploaded dataset id; default the digits")
     promote: Promote = "if_better"
+
+
+class Preset(BaseModel):
+    name: str
+    architecture: str
+    conditional: bool
+    max_steps: int
+    config: dict[str, Any] = Field(description="the full config a job starts from")
 
 
 class JobList(BaseModel):
@@ -96,6 +104,28 @@ async def submit(
         raise
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     return job
+
+
+@router.get("/v1/presets")
+async def list_presets() -> list[Preset]:
+    """The configs a job can start from (training/configs), with every field filled in."""
+    return await asyncio.to_thread(_presets)
+
+
+def _presets() -> list[Preset]:
+    out = []
+    for name in preset_names():
+        cfg = load_config(preset_path(name))
+        out.append(
+            Preset(
+                name=name,
+                architecture=cfg.architecture,
+                conditional=cfg.conditional,
+                max_steps=cfg.max_steps,
+                config=cfg.model_dump(mode="json"),
+            )
+        )
+    return out
 
 
 @router.get("/v1/jobs")

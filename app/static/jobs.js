@@ -18,6 +18,7 @@ let frame = 0;
 export function init(section) {
   root = section;
   notice = new Notice(root);
+  loadPresets();
   $("#job-form", root).addEventListener("submit", (event) => {
     event.preventDefault();
     submit();
@@ -33,6 +34,27 @@ export function init(section) {
       ...versions.map((v) => h("option", { value: String(v.version), text: `v${v.version}` })),
     ]);
   });
+}
+
+// The select starts with the default preset; the server's list (GET /v1/presets) replaces it.
+async function loadPresets() {
+  const select = $("#preset", root);
+  try {
+    const presets = await getJson("/v1/presets");
+    const wanted = store.manifest?.training?.preset || select.value;
+    fillSelect(
+      select,
+      presets.map((p) =>
+        h("option", {
+          value: p.name,
+          text: `${p.name} (${p.conditional ? "conditional " : ""}${p.architecture})`,
+        }),
+      ),
+    );
+    if (presets.some((p) => p.name === wanted)) select.value = wanted;
+  } catch (err) {
+    notice.fail(err);
+  }
 }
 
 export function shown() {

@@ -18,7 +18,7 @@ from app import imaging, latent
 from app.main import create_app
 from app.registry import Repository
 
-from ..conftest import app_settings
+from ..conftest import ROOT, app_settings
 
 PROBLEM = "application/problem+json"
 
@@ -377,3 +377,14 @@ def test_a_request_not_served_in_time_gets_503(models_dir: Path) -> None:
         body = problem(r, 503)
         assert "not served within" in body["detail"] and r.headers["retry-after"] == "1"
         assert c.get("/healthz").status_code == 200
+
+
+def test_presets_list_every_training_config_in_full(client: TestClient) -> None:
+    r = client.get("/v1/presets")
+    assert r.status_code == 200
+    presets = {p["name"]: p for p in r.json()}
+    assert set(presets) == {p.stem for p in (ROOT / "training" / "configs").glob("*.toml")}
+    cdcgan = presets["cdcgan"]
+    assert cdcgan["conditional"] and cdcgan["architecture"] == "dcgan"
+    assert cdcgan["config"]["max_steps"] == cdcgan["max_steps"]
+    assert presets["paper"]["config"]["optimizer"]["name"] == "sgd"

@@ -28,7 +28,7 @@ def _error_locs(exc: ValidationError) -> list[tuple[str | int, ...]]:
 
 
 def test_preset_names_are_the_committed_tomls() -> None:
-    assert preset_names() == ["cdcgan", "dcgan", "paper"]
+    assert preset_names() == ["cdcgan", "dcgan", "mlp-hinge", "paper"]
     assert preset_path("paper") == CONFIGS_DIR / "paper.toml"
 
 
@@ -70,7 +70,7 @@ def test_dcgan_presets_share_networks_and_optimizer() -> None:
 
 @pytest.mark.parametrize("bad", ["nope", "paper.toml", ""])
 def test_unknown_preset_is_a_value_error_listing_known_ones(bad: str) -> None:
-    with pytest.raises(ValueError, match="known: cdcgan, dcgan, paper"):
+    with pytest.raises(ValueError, match="known: cdcgan, dcgan, mlp-hinge, paper"):
         preset_path(bad)
 
 
