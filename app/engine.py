@@ -42,6 +42,9 @@ class OnnxEngine:
             log.warning("GAN_DEVICE=cuda but ONNX Runtime has no CUDA provider; using the CPU")
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
+        # ORT's pool spins between runs by default; in a server its spinning threads take the
+        # cores the event loop and the encoders need.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.log_severity_level = 3
         try:
             self.session = ort.InferenceSession(str(path), opts, providers=providers)

@@ -22,7 +22,7 @@ from training.config import load_config, preset_names, preset_path
 router = APIRouter(tags=["jobs"])
 
 
-def get_queue(request: Request) -> JobQueue:
+async def get_queue(request: Request) -> JobQueue:
     queue: JobQueue = request.state.queue
     return queue
 
