@@ -17,6 +17,7 @@ EXIT_STOPPED = 3  # stopped by a signal, checkpoint written, nothing published
 
 def _train(args: argparse.Namespace) -> int:
     import numpy as np
+    import torch
 
     from app.registry import Repository
     from training.config import load_config
@@ -25,6 +26,7 @@ def _train(args: argparse.Namespace) -> int:
     from training.loop import generate, pick_device, train
 
     cfg = load_config(args.config, args.set)
+    device = pick_device(args.device)
     run_dir = Path(args.run_dir or f"runs/{args.name}")
     stop = {"requested": False}
     parent = os.getppid()
@@ -59,7 +61,7 @@ def _train(args: argparse.Namespace) -> int:
         should_stop=should_stop,
         evaluate=evaluate,
         init_from=Path(args.init_from) if args.init_from else None,
-        device=pick_device(args.device),
+        device=device,
     )
     if result.status == "stopped":
         return EXIT_STOPPED
@@ -72,7 +74,12 @@ def _train(args: argparse.Namespace) -> int:
             aliases=[] if args.no_promote else ["production"],
             evaluate=not args.no_eval,
             parent_version=args.parent_version,
-            extra_training={"command": command, "preset": Path(args.config).stem},
+            extra_training={
+                "command": command,
+                "preset": Path(args.config).stem,
+                "device": device,
+                "torch_threads": torch.get_num_threads(),
+            },
         )
         print(json.dumps({"event": "published", "name": args.name, "version": manifest.version}))
     return 0
