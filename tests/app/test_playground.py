@@ -375,6 +375,8 @@ def test_screenshots(browser: Browser, start_server: Callable[..., Any]) -> None
     out.mkdir(parents=True, exist_ok=True)
     models = ROOT / "models"
     versions = Repository(models).versions("mnist-cdcgan")
+    production = Repository(models).resolve("mnist-cdcgan", None)
+    serving = f"mnist-cdcgan v{production}"
     server = start_server(GAN_MODELS_DIR=str(models), GAN_API_KEY=KEY)
     errors: list[str] = []
     url = f"{server.url}/?model=mnist-cdcgan"
@@ -385,7 +387,7 @@ def test_screenshots(browser: Browser, start_server: Callable[..., Any]) -> None
         target.screenshot(path=out / f"playground-{name}.png", full_page=True)
 
     # Gallery, with an image picked.
-    expect(page.locator("#grid-caption")).to_contain_text("mnist-cdcgan v1")
+    expect(page.locator("#grid-caption")).to_contain_text(serving)
     page.select_option("#grid", "6")
     page.fill("#seed", "2026")
     expect(page.locator("#grid-caption")).to_contain_text("seeds 2026 to 2061")
@@ -436,12 +438,12 @@ def test_screenshots(browser: Browser, start_server: Callable[..., Any]) -> None
     expect(page.locator("#versions article img").first).to_have_js_property("complete", True)
     shoot("models")
 
-    # A job fine-tuning v1, caught mid-run (a few CPU steps a second), then cancelled.
+    # A job fine-tuning production, caught mid-run (a few CPU steps a second), then cancelled.
     page.get_by_role("tab", name="Jobs").click()
     page.fill("#api-key", KEY)
     page.fill("#job-steps", "2000")
     page.select_option("#promote", "never")
-    page.select_option("#base-version", "1")
+    page.select_option("#base-version", str(production))
     page.get_by_text("More overrides").click()
     page.fill("#overrides", json.dumps({"log_every": 2, "eval_every": 20, "eval_samples": 100}))
     page.get_by_role("button", name="Start job").click()
@@ -461,7 +463,7 @@ def test_screenshots(browser: Browser, start_server: Callable[..., Any]) -> None
     }
     for name, options in looks.items():
         other = open_page(browser, url, errors, **options)
-        expect(other.locator("#grid-caption")).to_contain_text("mnist-cdcgan v1")
+        expect(other.locator("#grid-caption")).to_contain_text(serving)
         shoot(name, other)
         other.close()
 
