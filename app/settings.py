@@ -28,6 +28,9 @@ class Settings(BaseSettings):
         "auto", description="auto: ONNX Runtime when the version has ONNX files"
     )
     intra_op_threads: int = Field(0, ge=0, description="0: ONNX Runtime's default")
+    ort_spinning: bool = Field(
+        True, description="ONNX Runtime threads spin between runs: faster, but burn CPU"
+    )
     default_model: str | None = Field(None, description="default: the first model by name")
     registry_poll_seconds: float = Field(2.0, ge=0, description="0 disables hot reload")
     max_loaded_versions: int = Field(4, ge=1, description="per model, besides the default")
