@@ -29,6 +29,7 @@ from app.main import create_app
 from app.registry import Repository
 
 from ..conftest import ROOT, app_settings
+from .test_jobs import TINY_JOB
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, FilePayload, Page
@@ -45,18 +46,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 KEY = "playground-key"
-# Not GAN_-prefixed: that prefix is the app's settings, and this is the test's own knob.
-TINY_JOB = {
-    "max_steps": 12,
-    "batch_size": 16,
-    "latent_dim": 8,
-    "network.width": 4,
-    "network.label_dim": 4,
-    "eval_every": 6,
-    "eval_samples": 100,
-    "log_every": 2,
-    "checkpoint_every": 4,
-}
 # Collects what the page's Content-Security-Policy refused: it must stay empty.
 CSP_PROBE = """
 window.cspViolations = [];
