@@ -82,6 +82,7 @@ def _command(settings: Settings, job: Job, folder: Path) -> list[str]:
         "--out", str(settings.models_dir),
         "--no-promote",
         "--exit-with-parent",
+        "--device", settings.device,  # GAN_DEVICE: auto trains on a GPU when torch sees one
     ]  # fmt: skip
     if job.base_version is not None:
         base = Repository(settings.models_dir).version_dir(job.model, job.base_version)
