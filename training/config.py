@@ -78,6 +78,11 @@ class TrainConfig(_Strict):
     seed: int = Field(0, ge=0, lt=2**63)
     eval_every: int = Field(1000, ge=1, description="steps between evaluations (and grids)")
     eval_samples: int = Field(2000, ge=100, le=50_000)
+    select: Literal["last", "best"] = Field(
+        "last",
+        description="weights to publish: the last step's, or those of the evaluation with the "
+        "lowest FID against the training split (never the held-out split the figures use)",
+    )
     checkpoint_every: int = Field(500, ge=1)
     log_every: int = Field(50, ge=1)
 

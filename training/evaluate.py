@@ -68,9 +68,20 @@ class Evaluator:
     def _held_out_features(self) -> np.ndarray:
         return self.classify(self.held_out.images)[0]
 
+    @cached_property
+    def _train_features(self) -> np.ndarray:
+        return self.classify(self.train.images)[0]
+
     def evaluate(
-        self, images: np.ndarray, requested_labels: np.ndarray | None, *, parzen: bool = True
+        self,
+        images: np.ndarray,
+        requested_labels: np.ndarray | None,
+        *,
+        parzen: bool = True,
+        train_fid: bool = False,
     ) -> dict[str, Any]:
+        """Figures against the held-out split; ``train_fid`` adds ``fid_train``, the FID
+        against the training split, which may choose between checkpoints without leaking."""
         features, predicted = self.classify(images)
         out: dict[str, Any] = {
             "samples": len(images),
@@ -78,6 +89,8 @@ class Evaluator:
             "fid": metrics.fid(features, self._held_out_features),
             "mode_coverage": metrics.mode_coverage(predicted, 10).to_dict(),
         }
+        if train_fid:
+            out["fid_train"] = metrics.fid(features, self._train_features)
         if requested_labels is not None:
             out["label_accuracy"] = metrics.label_accuracy(predicted, requested_labels)
         if parzen:

@@ -23,10 +23,12 @@ from app.registry import Manifest, Repository
 from training.config import TrainConfig
 from training.data import load_dataset
 from training.loop import (
+    BEST,
     CHECKPOINT,
     State,
     build_state,
     generate,
+    load_best,
     load_checkpoint,
     samples_grid,
     serving_generator,
@@ -52,6 +54,9 @@ def load_run(run_dir: Path) -> tuple[TrainConfig, State, dict[str, Any]]:
     state = build_state(cfg, dataset)
     load_checkpoint(run_dir / CHECKPOINT, state)
     info = {"image_shape": ckpt["image_shape"], "class_names": ckpt["class_names"]}
+    if cfg.select == "best":
+        best = load_best(run_dir / BEST, cfg, state)
+        info["selected"] = {"step": best.step, "fid_train": best.fid_train}
     info["dataset"] = {
         "source": cfg.dataset.source,
         "name": dataset.name,
@@ -176,6 +181,7 @@ def publish_run(
             "training": {
                 "config": cfg.model_dump(mode="json"),
                 "steps": state.step,
+                **({"selected": info["selected"]} if "selected" in info else {}),
                 "weights": "ema" if cfg.ema_decay > 0 else "raw",
                 **(extra_training or {}),
             },

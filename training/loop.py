@@ -35,6 +35,7 @@ Event = dict[str, Any]
 ProgressFn = Callable[[Event], None]
 StopFn = Callable[[], bool]
 CHECKPOINT = "checkpoint.pt"
+BEST = "best.pt"  # select = "best": the kept evaluation's generator and discriminator
 
 
 @dataclass
@@ -314,12 +315,18 @@ def train(
     dataset, _ = load_dataset(cfg.dataset.source).split(
         cfg.dataset.val_fraction, cfg.dataset.split_seed
     )
+    if cfg.select == "best" and evaluate is None:
+        raise ValueError('select = "best" chooses between evaluations: evaluation must be on')
     state = build_state(cfg, dataset, device)
     ckpt_path = run_dir / CHECKPOINT
     if ckpt_path.exists():
         load_checkpoint(ckpt_path, state, cfg)
-    elif init_from is not None:
-        load_weights(init_from, state)
+        best = Best.read(run_dir / BEST)
+    else:
+        (run_dir / BEST).unlink(missing_ok=True)  # an earlier run's, in a reused folder
+        best = None
+        if init_from is not None:
+            load_weights(init_from, state)
     (run_dir / "config.json").write_text(json.dumps(cfg.model_dump(mode="json"), indent=2))
     emit = _emitter(run_dir, progress)
     emit({"event": "start", "step": state.step, "max_steps": cfg.max_steps})
@@ -347,17 +354,65 @@ def train(
                     "eta_s": (cfg.max_steps - state.step) / rate if rate else None,
                 }
             )
-        if state.step % cfg.checkpoint_every == 0 or done:
-            save_checkpoint(ckpt_path, state, cfg, dataset)
+        # Evaluate before checkpointing: a run resumed from this step has kept its best.
         if state.step % cfg.eval_every == 0 or done:
             g = serving_generator(cfg, state)
             grid = samples_grid(cfg, g, dataset.num_classes)
             (run_dir / "samples" / f"step-{state.step:07d}.png").write_bytes(grid)
             _atomic_write(run_dir / "samples.png", grid)
             metrics = evaluate(g) if evaluate is not None else {}
-            emit({"event": "evaluation", "step": state.step, "metrics": metrics})
+            event: Event = {"event": "evaluation", "step": state.step, "metrics": metrics}
+            if cfg.select == "best":
+                best = _keep_if_best(run_dir / BEST, state, g, metrics, best)
+                event["best_step"] = best.step
+            emit(event)
+        if state.step % cfg.checkpoint_every == 0 or done:
+            save_checkpoint(ckpt_path, state, cfg, dataset)
     emit({"event": "completed", "step": state.step, "max_steps": cfg.max_steps})
     return RunResult("completed", state.step, run_dir, metrics)
+
+
+@dataclass(frozen=True)
+class Best:
+    """The evaluation kept by ``select = "best"``: its step and its FID against training data."""
+
+    step: int
+    fid_train: float
+
+    @staticmethod
+    def read(path: Path) -> Best | None:
+        if not path.exists():
+            return None
+        kept = torch.load(path, map_location="cpu", weights_only=True)
+        return Best(int(kept["step"]), float(kept["fid_train"]))
+
+
+def _keep_if_best(
+    path: Path, state: State, g: nn.Module, metrics: dict[str, Any], best: Best | None
+) -> Best:
+    """Write the serving generator and D to ``path`` when this evaluation beats ``best``."""
+    score = metrics.get("fid_train")
+    if score is None:
+        raise ValueError(
+            'select = "best" needs fid_train, which only the digits classifier computes'
+        )
+    if best is not None and score >= best.fid_train:
+        return best
+    buffer = io.BytesIO()
+    kept = {"step": state.step, "fid_train": score, "g": g.state_dict(), "d": state.d.state_dict()}
+    torch.save(kept, buffer)
+    _atomic_write(path, buffer.getvalue())
+    return Best(state.step, score)
+
+
+def load_best(path: Path, cfg: TrainConfig, state: State) -> Best:
+    """Put the kept evaluation's weights into ``state``'s serving generator and D."""
+    if not path.exists():
+        raise FileNotFoundError(f'{path} is missing: a select = "best" run keeps it')
+    kept = torch.load(path, map_location="cpu", weights_only=True)
+    serving_generator(cfg, state).load_state_dict(kept["g"])
+    state.d.load_state_dict(kept["d"])
+    return Best(int(kept["step"]), float(kept["fid_train"]))
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

@@ -74,6 +74,21 @@ def test_bad_override_fails_with_the_field_named(tmp_path: Path) -> None:
     assert not (tmp_path / "run" / CHECKPOINT).exists()
 
 
+def test_select_best_without_evaluation_is_refused_before_training(tmp_path: Path) -> None:
+    result = _cli(
+        "train",
+        "--config",
+        "training/configs/mlp-hinge.toml",
+        "--no-eval",
+        "--run-dir",
+        str(tmp_path / "run"),
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert 'select = "best"' in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.slow
 def test_train_evaluates_exports_and_publishes(tmp_path: Path) -> None:
     run_dir, models = tmp_path / "run", tmp_path / "models"

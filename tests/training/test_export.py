@@ -188,6 +188,37 @@ def test_second_publish_is_version_2_and_moves_production(models_dir: Path, tiny
     assert _subfolders(models_dir / "tiny-gan") == ["1", "2"]
 
 
+def test_a_select_best_run_publishes_the_kept_evaluation(tmp_path: Path) -> None:
+    from training import networks
+    from training.loop import BEST, Best
+
+    cfg = tiny_config("tiny-gan", max_steps=3, eval_every=1, select="best")
+    scores = iter([6.0, 2.0, 4.0])
+    train(cfg, tmp_path / "run", evaluate=lambda g: {"fid_train": next(scores)})
+    repo = Repository(tmp_path / "models")
+    published = publish_run(tmp_path / "run", repo, "best", evaluate=False)
+    assert published.training["steps"] == 3
+    assert published.training["selected"] == {"step": 2, "fid_train": 2.0}
+
+    # The ONNX generator is step 2's EMA generator, not step 3's.
+    kept = torch.load(tmp_path / "run" / BEST, weights_only=True)
+    g = networks.build(cfg, (1, 28, 28), 10)[0]
+    g.load_state_dict(kept["g"])
+    feeds = _feeds(published, "generator", 4)
+    with torch.no_grad():
+        expected = g.eval()(torch.from_numpy(feeds["z"])).numpy()
+    version = repo.version_dir("best", published.version)
+    session = ort.InferenceSession(str(version / "generator.onnx"))
+    np.testing.assert_allclose(session.run(None, feeds)[0], expected, atol=PARITY_ATOL)
+
+    # Without its kept weights the run cannot be published as asked.
+    (tmp_path / "run" / BEST).unlink()
+    with pytest.raises(FileNotFoundError, match="best.pt is missing"):
+        publish_run(tmp_path / "run", repo, "best", evaluate=False)
+    assert repo.versions("best") == [1]
+    assert Best.read(tmp_path / "run" / BEST) is None
+
+
 def test_tampered_artifact_fails_verification_but_manifest_still_reads(models_dir: Path) -> None:
     repo = Repository(models_dir)
     path = repo.version_dir("tiny-gan", 1) / "generator.onnx"

@@ -305,3 +305,45 @@ def test_device_auto_picks_cuda_only_when_there_is_one() -> None:
     if not has_gpu:
         with pytest.raises(ValueError, match="no CUDA device"):
             pick_device("cuda")
+
+
+def _scripted_fid(scores: dict[int, float]) -> Any:
+    """An evaluate callback reporting a chosen fid_train per evaluation, in order of steps."""
+    steps = iter(sorted(scores))
+    return lambda g: {"fid_train": scores[next(steps)]}
+
+
+def test_select_best_keeps_the_lowest_fid_and_a_resumed_run_remembers_it(tmp_path: Path) -> None:
+    from training.loop import BEST, Best
+
+    cfg = tiny_config("tiny-gan", max_steps=6, eval_every=1, select="best")
+    first = {1: 9.0, 2: 4.0, 3: 7.0}
+    train(cfg.model_copy(update={"max_steps": 3}), tmp_path, evaluate=_scripted_fid(first))
+    assert Best.read(tmp_path / BEST) == Best(2, 4.0)
+    kept = torch.load(tmp_path / BEST, weights_only=True)
+    last = _checkpoint(tmp_path)
+    assert not torch.equal(kept["g"]["body.0.weight"], last["g_ema"]["body.0.weight"])
+
+    # Resumed: 5.0 does not beat the remembered 4.0; 3.0 at step 5 does, and stays kept.
+    train(cfg, tmp_path, evaluate=_scripted_fid({4: 5.0, 5: 3.0, 6: 6.0}))
+    assert Best.read(tmp_path / BEST) == Best(5, 3.0)
+    evaluations = [e for e in _events(tmp_path) if e["event"] == "evaluation"]
+    assert [e["best_step"] for e in evaluations] == [1, 2, 2, 2, 5, 5]
+
+
+def test_select_best_without_evaluation_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="evaluation must be on"):
+        train(tiny_config("tiny-gan", select="best"), tmp_path)
+    bad = lambda g: {"fid": 1.0}  # noqa: E731 - no fid_train: nothing to choose by
+    with pytest.raises(ValueError, match="needs fid_train"):
+        train(tiny_config("tiny-gan", select="best", eval_every=1), tmp_path, evaluate=bad)
+
+
+def test_a_fresh_run_in_a_reused_folder_forgets_the_old_best(tmp_path: Path) -> None:
+    from training.loop import BEST, Best
+
+    cfg = tiny_config("tiny-gan", max_steps=2, eval_every=1, select="best")
+    train(cfg, tmp_path, evaluate=_scripted_fid({1: 1.0, 2: 2.0}))
+    (tmp_path / CHECKPOINT).unlink()
+    train(cfg, tmp_path, evaluate=_scripted_fid({1: 8.0, 2: 5.0}))
+    assert Best.read(tmp_path / BEST) == Best(2, 5.0)
