@@ -72,8 +72,7 @@ async def sample(
     # One generator per seed costs ~10 us each: keep big draws off the event loop.
     draw = functools.partial(latent.latents, seeds, m.latent.dim, m.latent.prior, truncation)
     z = draw() if len(seeds) <= 64 else await asyncio.to_thread(draw)
-    out = await model.generate(z, y)
-    return Samples(imaging.to_uint8(out, _range(m)), list(seeds), y, z)
+    return Samples(await model.generate(z, y), list(seeds), y, z)
 
 
 async def interpolate(
@@ -91,8 +90,7 @@ async def interpolate(
     y = resolve_labels(m, range(steps), label, field="label")
     t = latent.interpolation_steps(steps)
     z = (latent.slerp if method == "slerp" else latent.lerp)(start, end, t)
-    out = await model.generate(z, y)
-    return t, imaging.to_uint8(out, _range(m))
+    return t, await model.generate(z, y)
 
 
 def endpoint_latent(

@@ -9,6 +9,7 @@ decoder failure into an ``app.errors`` exception.
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import json
 import math
@@ -55,8 +56,13 @@ def to_uint8(images: np.ndarray, output_range: tuple[float, float]) -> np.ndarra
     lo, hi = _check_range(output_range)
     if images.ndim != 4 or images.shape[1] not in _MODES:
         raise ValueError(f"expected [N, C, H, W] with C in (1, 3), got {list(images.shape)}")
-    x = np.clip(images.astype(np.float32, copy=False), lo, hi)
-    x = np.nan_to_num(np.rint((x - lo) / (hi - lo) * 255.0), nan=0.0)
+    # fmax/fmin clip like np.clip but map NaN to the bound (fmax(NaN, lo) is lo, so pixel 0),
+    # and in-place arithmetic keeps this a handful of ufunc calls: it runs once per request.
+    x = np.fmin(np.fmax(images.astype(np.float32, copy=False), lo), hi)
+    x -= lo
+    x /= hi - lo
+    x *= 255.0
+    np.rint(x, out=x)
     return np.ascontiguousarray(x.astype(np.uint8).transpose(0, 2, 3, 1))
 
 
@@ -158,9 +164,21 @@ def encode_animated_webp(frames: np.ndarray, duration_ms: int = 100, loop: int =
 
 
 def encode_npy(arr: np.ndarray) -> bytes:
-    """Serialise an array in the .npy format; arrays of Python objects are refused."""
+    """Serialise an array in the .npy format (C order: np.save's bytes for C-ordered arrays).
+
+    Arrays of Python objects are refused. The header depends only on dtype and shape, so it
+    is built once per pair: np.save rebuilds it each call, at a cost that dominates n=1.
+    """
+    if arr.dtype.hasobject:
+        raise ValueError("arrays of Python objects have no .npy form without pickle")
+    return _npy_header(arr.dtype, arr.shape) + np.ascontiguousarray(arr).tobytes()
+
+
+@functools.lru_cache(maxsize=256)
+def _npy_header(dtype: np.dtype, shape: tuple[int, ...]) -> bytes:
     buf = io.BytesIO()
-    np.save(buf, arr, allow_pickle=False)
+    header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape}
+    np.lib.format.write_array_header_1_0(buf, header)
     return buf.getvalue()
 
 

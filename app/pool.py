@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from app.batching import Batcher
+from app import imaging
+from app.batching import Batcher, RunFn
 from app.engine import Engine, load_engine
 from app.errors import ApiError, IntegrityError, NotFound, NotReady, Overloaded
 from app.metrics import Metrics
@@ -118,7 +119,7 @@ class LoadedModel:
         return self.manifest.version
 
     async def generate(self, z: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
-        """Images [N, C, H, W] in the manifest's output range."""
+        """Pixels uint8 [N, H, W, C]: the generator's output mapped by the manifest's range."""
         inputs = {"z": z} if labels is None else {"z": z, "label": labels}
         return await self._submit(self.generator, inputs)
 
@@ -332,10 +333,10 @@ class ModelPool:
         manifest, g, d, artifacts = await asyncio.to_thread(self._load_engines, name, version)
         s = self.settings
 
-        def batcher(engine: Engine, role: str) -> Batcher:
+        def batcher(run: RunFn, role: str) -> Batcher:
             histogram = self.metrics.batch_size.labels(name, role)
             b = Batcher(
-                engine.run,
+                run,
                 max_batch=s.max_batch,
                 max_delay_ms=s.max_delay_ms,
                 max_queue=s.queue_size,
@@ -346,10 +347,16 @@ class ModelPool:
             self.metrics.queue_depth.labels(name, role).set_function(lambda: b.queue_depth)
             return b
 
+        lo, hi = manifest.output_range
+
+        def pixels(inputs: dict[str, np.ndarray]) -> np.ndarray:
+            # In the batch's thread, once per engine call rather than once per request.
+            return imaging.to_uint8(g.run(inputs), (lo, hi))
+
         model = LoadedModel(
             manifest,
-            batcher(g, "generator"),
-            batcher(d, "discriminator") if d else None,
+            batcher(pixels, "generator"),
+            batcher(d.run, "discriminator") if d else None,
             g.device,
             artifacts,
             s.request_timeout_s,

@@ -69,6 +69,13 @@ def test_to_uint8_scales_clips_and_reorders() -> None:
     np.testing.assert_array_equal(out.ravel(), [0, 64, 128, 255, 255, 0, 0])
 
 
+def test_to_uint8_maps_infinities_to_the_ends_and_leaves_its_input_alone() -> None:
+    x = np.array([np.nan, np.inf, -np.inf, 0.25], np.float32).reshape(1, 1, 1, 4)
+    before = x.copy()
+    assert to_uint8(x, (0.0, 1.0)).ravel().tolist() == [0, 255, 0, 64]
+    np.testing.assert_array_equal(x, before)
+
+
 def test_to_uint8_moves_channels_last() -> None:
     x = np.zeros((2, 3, 4, 5), np.float32)
     x[:, 1] = 1.0  # green channel full
@@ -186,6 +193,10 @@ def test_npy_round_trips(arr: np.ndarray) -> None:
     out = decode_npy(encode_npy(arr), max_bytes=10_000)
     assert out.dtype == arr.dtype and out.shape == arr.shape
     np.testing.assert_array_equal(out, arr)
+    if arr.flags.c_contiguous:  # the cached header: exactly what np.save writes
+        buf = io.BytesIO()
+        np.save(buf, arr, allow_pickle=False)
+        assert encode_npy(arr) == buf.getvalue()
 
 
 def test_npy_of_objects_is_refused() -> None:
