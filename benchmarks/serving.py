@@ -54,9 +54,14 @@ def in_process(model: str, seconds: float) -> dict[int, float]:
     engine = load_engine(repo.version_dir(model, version), m, "generator", Settings(device="cpu"))
     out = {}
     for n in (1, 64, 1024):
-        z = latent.latents(range(n), m.latent.dim, m.latent.prior)  # type: ignore[arg-type]
+        z = latent.latents(range(n), m.latent.dim, m.latent.prior)
         feeds = {"z": z, "label": np.arange(n, dtype=np.int64) % 10} if m.conditional else {"z": z}
-        out[n] = rate(lambda f=feeds, k=n: (engine.run(f), k)[1], seconds)
+
+        def once(feeds: dict[str, np.ndarray] = feeds, n: int = n) -> int:
+            engine.run(feeds)
+            return n
+
+        out[n] = rate(once, seconds)
     return out
 
 
@@ -157,8 +162,8 @@ def main() -> None:
 
     engine = in_process(args.model, s)
     print("in-process engine (ONNX Runtime, CPU)")
-    for n, r in engine.items():
-        print(f"  batch {n:5d}: {r:10.0f} images/s   ({r / engine[1024]:.2f} of batch 1024)")
+    for n, ips in engine.items():
+        print(f"  batch {n:5d}: {ips:10.0f} images/s   ({ips / engine[1024]:.2f} of batch 1024)")
 
     server = Server()
     try:
@@ -176,7 +181,7 @@ def main() -> None:
             f" png {small['png'] / small['npy']:.2f} x npy;"
             f" json {small['json'] / small['npy']:.2f} x npy"
         )
-        loads = {"on": {}, "off": {}}  # type: dict[str, dict[int, dict]]
+        loads: dict[str, dict[int, dict[str, float]]] = {"on": {}, "off": {}}
         floor = {c: wrk(server, "/healthz", None, c, s) for c in (32, 64)}
         for c in (32, 64):
             loads["on"][c] = wrk(server, "/v1/sample", {**base, "format": "npy"}, c, s)
