@@ -103,6 +103,7 @@ def _export(args: argparse.Namespace) -> int:
         args.name,
         aliases=[] if args.no_promote else ["production"],
         evaluate=not args.no_eval,
+        partial=args.partial,
     )
     print(json.dumps({"event": "published", "name": args.name, "version": manifest.version}))
     return 0
@@ -225,6 +226,9 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--name", required=True)
     e.add_argument("--no-eval", action="store_true")
     e.add_argument("--no-promote", action="store_true")
+    e.add_argument(
+        "--partial", action="store_true", help="publish a run stopped before its max_steps"
+    )
     e.set_defaults(func=_export)
 
     v = sub.add_parser("evaluate", help="score a published version with the project's classifier")

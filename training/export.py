@@ -147,9 +147,19 @@ def publish_run(
     evaluate: bool = True,
     parent_version: int | None = None,
     extra_training: dict[str, Any] | None = None,
+    partial: bool = False,
 ) -> Manifest:
-    """Export the run's serving generator and its discriminator as the model's next version."""
+    """Export the run's serving generator and its discriminator as the model's next version.
+
+    A run stopped before ``max_steps`` is refused unless ``partial``: a half-trained model
+    published by accident would look like the finished one.
+    """
     cfg, state, info = load_run(run_dir)
+    if state.step < cfg.max_steps and not partial:
+        raise ExportError(
+            f"{run_dir} stopped at step {state.step} of {cfg.max_steps}: finish it (train again "
+            "with the same run directory resumes it) or publish it as it is with --partial"
+        )
     g = serving_generator(cfg, state)
     num_classes = len(info["class_names"])
     metrics: dict[str, Any] = {}

@@ -188,6 +188,18 @@ def test_second_publish_is_version_2_and_moves_production(models_dir: Path, tiny
     assert _subfolders(models_dir / "tiny-gan") == ["1", "2"]
 
 
+def test_a_stopped_run_is_published_only_when_asked(tmp_path: Path) -> None:
+    steps = iter(range(100))
+    result = train(tiny_config("tiny-gan"), tmp_path / "run", should_stop=lambda: next(steps) == 2)
+    assert result.status == "stopped" and result.step == 2
+    repo = Repository(tmp_path / "models")
+    with pytest.raises(ExportError, match="stopped at step 2 of 4"):
+        publish_run(tmp_path / "run", repo, "partial", evaluate=False)
+    assert not (tmp_path / "models" / "partial").exists() or repo.versions("partial") == []
+    published = publish_run(tmp_path / "run", repo, "partial", evaluate=False, partial=True)
+    assert published.training["steps"] == 2
+
+
 def test_a_select_best_run_publishes_the_kept_evaluation(tmp_path: Path) -> None:
     from training import networks
     from training.loop import BEST, Best
