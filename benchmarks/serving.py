@@ -90,8 +90,11 @@ class Server:
                 time.sleep(0.1)
         raise RuntimeError("server did not start")
 
-    def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    def cpu_seconds(self, loop_only: bool = False) -> float:
+        """CPU time of the server process, or of its main thread (the event loop) alone."""
+        pid = self.proc.pid
+        stat = Path(f"/proc/{pid}/task/{pid}/stat" if loop_only else f"/proc/{pid}/stat")
+        fields = stat.read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
@@ -124,10 +127,12 @@ def wrk(server: Server, path: str, body: dict | None, clients: int, seconds: flo
     cmd = ["wrk", "-t1", f"-c{clients}", f"-d{duration}s", "--latency", server.url + path]
     if script:
         cmd[1:1] = ["-s", script.name]
-    before_server = server.cpu_seconds()
+    before_server, before_loop = server.cpu_seconds(), server.cpu_seconds(loop_only=True)
     before_client = os.times()
     text = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     after_client = os.times()
+    loop_s = server.cpu_seconds(loop_only=True) - before_loop
+    requests = int(re.search(r"(\d+) requests in", text).group(1))  # type: ignore[union-attr]
     if script:
         os.unlink(script.name)
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
@@ -139,6 +144,7 @@ def wrk(server: Server, path: str, body: dict | None, clients: int, seconds: flo
         "client_cpu_s": (after_client.children_user + after_client.children_system)
         - (before_client.children_user + before_client.children_system),
         "server_cpu_s": server.cpu_seconds() - before_server,
+        "loop_us_per_request": loop_s / max(requests, 1) * 1e6,
     }
 
 
@@ -200,7 +206,7 @@ def main() -> None:
         print(
             f"  {c} clients /healthz: {f['rps']:.0f} req/s, p50 {f['p50_ms']:.1f} ms,"
             f" p99 {f['p99_ms']:.1f} ms, CPU s client {f['client_cpu_s']:.1f} / server"
-            f" {f['server_cpu_s']:.1f}"
+            f" {f['server_cpu_s']:.1f}, event loop {f['loop_us_per_request']:.0f} us/request"
         )
         for mode in ("on", "off"):
             r = loads[mode][c]
@@ -208,7 +214,8 @@ def main() -> None:
                 f"  {c} clients sample, batching {mode:3s}: {r['rps']:.0f} req/s ="
                 f" {r['rps'] / f['rps']:.2f} x healthz, p50 {r['p50_ms']:.1f} ms,"
                 f" p99 {r['p99_ms']:.1f} ms, errors {r['errors']}, CPU s client"
-                f" {r['client_cpu_s']:.1f} / server {r['server_cpu_s']:.1f}"
+                f" {r['client_cpu_s']:.1f} / server {r['server_cpu_s']:.1f}, event loop"
+                f" {r['loop_us_per_request']:.0f} us/request"
             )
 
 
