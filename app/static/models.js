@@ -54,16 +54,20 @@ function aliasesOf(detail, version) {
     .map(([a]) => a);
 }
 
+// "14000 steps (mlp-hinge), step 11000 kept" when the run published its best evaluation.
+function trained(training) {
+  if (!training?.steps) return "—";
+  const kept = training.selected ? `, step ${training.selected.step} kept` : "";
+  return `${training.steps} steps (${training.preset ?? "custom"})${kept}`;
+}
+
 function card(m, detail, production) {
   const generated = m.metrics?.generated || {};
   const coverage = generated.mode_coverage;
   const facts = [
     ["Created", m.created ? new Date(m.created).toLocaleString() : "—"],
     ["Architecture", `${m.architecture}${m.num_classes ? `, ${m.num_classes} classes` : ""}`],
-    [
-      "Trained",
-      m.training?.steps ? `${m.training.steps} steps (${m.training.preset ?? "custom"})` : "—",
-    ],
+    ["Trained", trained(m.training)],
     ["Parent", m.parent_version ? `v${m.parent_version}` : "—"],
     ["FID ↓", formatNumber(generated.fid, 2)],
     [

@@ -212,7 +212,7 @@ def start_a_job(page: Page) -> None:
     page.get_by_role("tab", name="Jobs").click()
     page.fill("#api-key", "wrong-key")
     page.get_by_text("More overrides").click()
-    page.fill("#overrides", json.dumps(TINY_JOB))
+    page.fill("#overrides", json.dumps({**TINY_JOB, "select": "best"}))
     page.select_option("#promote", "never")
     page.get_by_role("button", name="Start job").click()
     problem = page.locator("#jobs .problem")
@@ -321,6 +321,9 @@ def promote_and_roll_back(page: Page, api: httpx.Client) -> None:
 
     page.get_by_role("tab", name="Models").click()
     expect(page.locator("#versions article")).to_have_count(2)
+    # The job kept its best evaluation (step 6 or 12): the card says which it published.
+    kept = re.compile(r"12 steps \([^)]*\), step (6|12) kept")
+    expect(page.locator("#versions article").filter(has_text="v2")).to_contain_text(kept)
     page.get_by_role("button", name="Promote v2").click()
     expect(page.locator("#models .status")).to_have_text("tiny-cgan: production → v2 (was v1).")
     assert api.get("/v1/models/tiny-cgan").json()["aliases"] == {"production": 2}
