@@ -57,7 +57,7 @@ def to_uint8(images: np.ndarray, output_range: tuple[float, float]) -> np.ndarra
     if images.ndim != 4 or images.shape[1] not in _MODES:
         raise ValueError(f"expected [N, C, H, W] with C in (1, 3), got {list(images.shape)}")
     # fmax/fmin clip like np.clip but map NaN to the bound (fmax(NaN, lo) is lo, so pixel 0),
-    # and in-place arithmetic keeps this a handful of ufunc calls: it runs once per request.
+    # and in-place arithmetic keeps this a handful of ufunc calls (it runs per engine batch).
     x = np.fmin(np.fmax(images.astype(np.float32, copy=False), lo), hi)
     x -= lo
     x /= hi - lo
