@@ -67,7 +67,7 @@ def _train(args: argparse.Namespace) -> int:
         run_dir,
         progress=progress,
         should_stop=should_stop,
-        evaluate=evaluate if evaluator is not None else None,
+        evaluate=evaluate,
         init_from=Path(args.init_from) if args.init_from else None,
         device=device,
     )

@@ -380,11 +380,17 @@ class Best:
     fid_train: float
 
     @staticmethod
-    def read(path: Path) -> Best | None:
-        if not path.exists():
-            return None
-        kept = torch.load(path, map_location="cpu", weights_only=True)
+    def of(kept: dict[str, Any]) -> Best:
         return Best(int(kept["step"]), float(kept["fid_train"]))
+
+    @staticmethod
+    def read(path: Path) -> Best | None:
+        return Best.of(_load_kept(path)) if path.exists() else None
+
+
+def _load_kept(path: Path) -> dict[str, Any]:
+    kept: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
+    return kept
 
 
 def _keep_if_best(
@@ -409,10 +415,10 @@ def load_best(path: Path, cfg: TrainConfig, state: State) -> Best:
     """Put the kept evaluation's weights into ``state``'s serving generator and D."""
     if not path.exists():
         raise FileNotFoundError(f'{path} is missing: a select = "best" run keeps it')
-    kept = torch.load(path, map_location="cpu", weights_only=True)
+    kept = _load_kept(path)
     serving_generator(cfg, state).load_state_dict(kept["g"])
     state.d.load_state_dict(kept["d"])
-    return Best(int(kept["step"]), float(kept["fid_train"]))
+    return Best.of(kept)
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
