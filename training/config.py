@@ -75,6 +75,19 @@ class TrainConfig(_Strict):
     batch_size: int = Field(64, ge=1, le=4096)
     d_steps: int = Field(1, ge=1, le=100, description="k: discriminator steps per generator step")
     ema_decay: float = Field(0.999, ge=0, lt=1, description="0 disables the generator EMA")
+    translate: float = Field(
+        0.0,
+        ge=0,
+        le=0.25,
+        description="DiffAugment (Zhao et al. 2020): shift every image D sees, real and fake, "
+        "by up to this fraction of its size, so that D cannot memorise a small dataset",
+    )
+    r1_gamma: float = Field(
+        0.0,
+        ge=0,
+        le=1000,
+        description="R1 penalty (Mescheder et al. 2018): gamma/2 * E|grad D(real)|^2 in D's loss",
+    )
     seed: int = Field(0, ge=0, lt=2**63)
     eval_every: int = Field(1000, ge=1, description="steps between evaluations (and grids)")
     eval_samples: int = Field(2000, ge=100, le=50_000)

@@ -10,6 +10,7 @@ With D(x) = sigmoid(logit): -log D = softplus(-logit), -log(1 - D) = softplus(lo
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -30,3 +31,9 @@ def g_loss(kind: Loss, fake_logit: Tensor) -> Tensor:
     if kind == "non-saturating":
         return F.softplus(-fake_logit).mean()  # -log D(G(z))
     return -fake_logit.mean()
+
+
+def r1_penalty(real_logit: Tensor, real: Tensor) -> Tensor:
+    """E|grad_x D(x)|^2 over real images that require grad; the caller scales it by gamma/2."""
+    (grad,) = torch.autograd.grad(real_logit.sum(), real, create_graph=True)
+    return grad.pow(2).flatten(1).sum(1).mean()

@@ -128,8 +128,9 @@ def test_without_ema_the_ema_copy_is_left_at_init(tmp_path: Path) -> None:
     [
         tiny_config("tiny-gan", optimizer=SGD),  # dropout, SGD momentum ramp, lr decay
         tiny_config("tiny-cgan", d_steps=2),  # batch norm, labels, Adam, k = 2
+        tiny_config("tiny-gan", translate=0.125, r1_gamma=1.0),  # D's augmentation and penalty
     ],
-    ids=["paper-mlp-sgd", "cdcgan-adam"],
+    ids=["paper-mlp-sgd", "cdcgan-adam", "paper-mlp-regularised"],
 )
 def test_resumed_run_equals_continuous_run(tmp_path: Path, cfg: TrainConfig) -> None:
     continuous, resumed = tmp_path / "continuous", tmp_path / "resumed"
@@ -347,3 +348,20 @@ def test_a_fresh_run_in_a_reused_folder_forgets_the_old_best(tmp_path: Path) -> 
     (tmp_path / CHECKPOINT).unlink()
     train(cfg, tmp_path, evaluate=_scripted_fid({1: 8.0, 2: 5.0}))
     assert Best.read(tmp_path / BEST) == Best(2, 5.0)
+
+
+def test_d_regularisers_change_training_and_leave_the_default_run_alone(tmp_path: Path) -> None:
+    base = tiny_config("tiny-gan", max_steps=2)
+    runs = {
+        "plain": base,
+        "zero": base.model_copy(update={"translate": 0.0, "r1_gamma": 0.0}),
+        "translate": base.model_copy(update={"translate": 0.125}),
+        "r1": base.model_copy(update={"r1_gamma": 10.0}),
+    }
+    d = {}
+    for name, cfg in runs.items():
+        train(cfg, tmp_path / name)
+        d[name] = _checkpoint(tmp_path / name)["d"]
+    _assert_same_tensors(d["plain"], d["zero"])
+    for name in ("translate", "r1"):
+        assert any(not torch.equal(d["plain"][k], d[name][k]) for k in d["plain"]), name

@@ -81,3 +81,13 @@ def test_non_saturating_gradient_is_strong_where_minimax_saturates() -> None:
     assert minimax == pytest.approx(-_sigmoid(-10.0), rel=1e-4)  # d/df log(1 - s(f)) = -s(f)
     assert non_saturating == pytest.approx(-(1 - _sigmoid(-10.0)), rel=1e-4)
     assert abs(non_saturating) > 1000 * abs(minimax)
+
+
+def test_r1_penalty_is_the_squared_input_gradient_and_trains_d() -> None:
+    # For a linear D the gradient wrt every input is its weight vector.
+    w = torch.tensor([3.0, -4.0], requires_grad=True)
+    x = torch.randn(5, 2, requires_grad=True)
+    penalty = losses.r1_penalty(x @ w, x)
+    assert penalty.item() == pytest.approx(25.0)
+    penalty.backward()  # create_graph: the penalty's own gradient reaches D's weights
+    assert torch.allclose(w.grad, 2 * w.detach())
