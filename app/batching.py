@@ -45,11 +45,12 @@ class _Request:
 class Batcher:
     """Coalesces concurrent ``submit`` calls into few calls of one engine function.
 
-    The worker takes the first waiting request, then keeps taking waiting requests (in order,
-    while they fit in ``max_batch`` rows) for up to ``max_delay_ms`` after it took the first;
-    ``max_delay_ms=0`` takes only what is already waiting. A request of more than ``max_batch``
-    rows runs alone, never split. With ``enabled=False`` every request runs alone, through the
-    same queue and worker, so ordering and backpressure do not change.
+    The worker takes the first waiting request, then the requests that arrive (in order, while
+    they fit in ``max_batch`` rows) for up to ``max_delay_ms`` after it took the first, or until
+    they fill the batch; ``max_delay_ms=0`` takes only what is already waiting. A request that
+    cannot share the batch (another input signature) starts the next one. A request of more
+    than ``max_batch`` rows runs alone, never split. With ``enabled=False`` every request runs
+    alone, through the same queue and worker, so ordering and backpressure do not change.
 
     The queue holds at most ``max_queue`` rows not yet taken by the worker; a submit that would
     go over raises ``Overloaded``. A request larger than ``max_queue`` is still accepted when
@@ -96,6 +97,7 @@ class Batcher:
         self._queue: deque[_Request] = deque()
         self._waiting_rows = 0
         self._arrived = asyncio.Event()
+        self._wake_at_rows = 1  # rows waiting at which submit wakes the worker
         self._worker: asyncio.Task[None] | None = None
         self._closing = False
 
@@ -135,7 +137,8 @@ class Batcher:
         request = _Request(inputs, rows, signature, asyncio.get_running_loop().create_future())
         self._queue.append(request)
         self._waiting_rows += rows
-        self._arrived.set()
+        if self._waiting_rows >= self._wake_at_rows:
+            self._arrived.set()
         try:
             return await request.future
         except asyncio.CancelledError:
@@ -174,25 +177,30 @@ class Batcher:
         if not self._enabled:
             return batch
         deadline = loop.time() + self._max_delay
-        while rows < self._max_batch:
+        timed_out = False
+        while True:
             self._drop_cancelled()
-            if self._queue:
+            while self._queue:
                 head = self._queue[0]
                 # Strict arrival order: a head that does not fit starts the next batch.
                 if rows + head.rows > self._max_batch or head.signature != first.signature:
-                    break
+                    return batch
                 batch.append(self._pop())
                 rows += head.rows
-                continue
-            if self._closing:  # nothing more can arrive
-                break
+                self._drop_cancelled()
+            if rows >= self._max_batch or timed_out or self._closing or self._max_delay == 0:
+                return batch
+            # Sleep until the deadline or until enough rows wait to fill the batch: one wake-up
+            # per batch rather than one per arriving request, which the event loop pays for.
+            self._wake_at_rows = self._max_batch - rows
             self._arrived.clear()
             try:
                 async with asyncio.timeout_at(deadline):
                     await self._arrived.wait()
             except TimeoutError:
-                break
-        return batch
+                timed_out = True
+            finally:
+                self._wake_at_rows = 1
 
     async def _run_batch(self, loop: asyncio.AbstractEventLoop, batch: list[_Request]) -> None:
         # Callers that gave up while the batch was gathering are dropped before it runs.

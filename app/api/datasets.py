@@ -8,10 +8,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, File, Form, UploadFile
 
 from app.api.deps import SettingsDep, require_admin
+from app.api.schemas import ERRORS
 from app.datasets import DatasetStore, UploadLimits
 from app.errors import LimitExceeded
 
-router = APIRouter(tags=["datasets"])
+router = APIRouter(tags=["datasets"], responses=ERRORS)
 
 
 @router.post("/v1/datasets", status_code=201, dependencies=[Depends(require_admin)])

@@ -7,15 +7,18 @@ thread pool, and a thread hop per dependency per request costs more than the who
 from __future__ import annotations
 
 import hmac
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
+from pydantic import BaseModel
 
-from app.errors import Unauthorized
+from app.errors import Unauthorized, UnsupportedMediaType
 from app.metrics import Metrics
 from app.pool import ModelPool
 from app.registry import Repository
 from app.settings import Settings
+
+B = TypeVar("B", bound=BaseModel)
 
 
 async def get_settings(request: Request) -> Settings:
@@ -52,3 +55,22 @@ async def require_admin(request: Request, settings: SettingsDep) -> None:
     expected = settings.api_key.get_secret_value().encode()
     if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), expected):
         raise Unauthorized("this route needs 'Authorization: Bearer <GAN_API_KEY>'")
+
+
+async def json_body(request: Request, model: type[B]) -> B:
+    """The request's JSON body as ``model``, parsed and validated by pydantic-core in one pass.
+
+    For the hot route (POST /v1/sample): FastAPI's body parameter and dependencies cost it about
+    a quarter of its event-loop time (README, Benchmarks). A ValidationError becomes the app's
+    422 problem like any other.
+    """
+    mime = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if not (mime == "application/json" or mime.startswith("application/") and mime[-5:] == "+json"):
+        raise UnsupportedMediaType("send the body as JSON, with Content-Type: application/json")
+    return model.model_validate_json(await request.body())
+
+
+def json_body_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """``openapi_extra`` documenting a body read with ``json_body`` (a model without sub-models)."""
+    schema = {"schema": model.model_json_schema()}
+    return {"requestBody": {"required": True, "content": {"application/json": schema}}}

@@ -15,12 +15,12 @@ from starlette.formparsers import MultiPartException
 from app import generation, imaging
 from app.api.deps import MetricsDep, PoolDep, SettingsDep
 from app.api.responses import model_headers
-from app.api.schemas import DiscriminateJson, DiscriminateResponse, Score
+from app.api.schemas import ERRORS, DiscriminateJson, DiscriminateResponse, Score
 from app.errors import BadRequest, InvalidInput, LimitExceeded, UnsupportedMediaType
 from app.pool import LoadedModel
 from app.settings import Settings
 
-router = APIRouter(tags=["discriminate"])
+router = APIRouter(tags=["discriminate"], responses=ERRORS)
 
 REQUEST_BODY = {
     "required": True,

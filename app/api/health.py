@@ -7,9 +7,10 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app.api.deps import MetricsDep, PoolDep
+from app.api.schemas import ERRORS
 from app.errors import NotReady
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], responses=ERRORS)
 
 
 @router.get("/healthz")

@@ -10,10 +10,10 @@ from fastapi import APIRouter, Response
 from app import generation, imaging
 from app.api.deps import MetricsDep, PoolDep, SettingsDep
 from app.api.responses import binary, model_headers, off_loop
-from app.api.schemas import Frame, InterpolateRequest, InterpolateResponse
+from app.api.schemas import ERRORS, Frame, InterpolateRequest, InterpolateResponse
 from app.errors import LimitExceeded
 
-router = APIRouter(tags=["interpolate"])
+router = APIRouter(tags=["interpolate"], responses=ERRORS)
 
 RESPONSES: dict[int | str, dict[str, object]] = {
     200: {

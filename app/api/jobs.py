@@ -12,14 +12,14 @@ from fastapi.responses import FileResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app.api.deps import RepoDep, SettingsDep, require_admin
-from app.api.schemas import ModelName
+from app.api.schemas import ERRORS, ModelName
 from app.datasets import DatasetStore
 from app.errors import InvalidInput, NotFound, NotReady, TooManyRequests
 from app.jobs import TERMINAL, Job, JobStore, Progress, Promote, State
 from app.queue import JobQueue
 from training.config import load_config, preset_names, preset_path
 
-router = APIRouter(tags=["jobs"])
+router = APIRouter(tags=["jobs"], responses=ERRORS)
 
 
 async def get_queue(request: Request) -> JobQueue:

@@ -9,11 +9,11 @@ from fastapi import APIRouter, Depends, Path
 from fastapi.responses import FileResponse
 
 from app.api.deps import PoolDep, RepoDep, require_admin
-from app.api.schemas import AliasUpdate, ModelDetail, ModelName, ModelSummary
+from app.api.schemas import ERRORS, AliasUpdate, ModelDetail, ModelName, ModelSummary
 from app.errors import NotFound
 from app.registry import Repository, check_name
 
-router = APIRouter(tags=["models"])
+router = APIRouter(tags=["models"], responses=ERRORS)
 
 
 @router.get("/v1/models")

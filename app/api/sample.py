@@ -3,72 +3,48 @@
 from __future__ import annotations
 
 import base64
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from app import generation, imaging
-from app.api.deps import MetricsDep, PoolDep, SettingsDep
+from app.api.deps import json_body, json_body_schema
 from app.api.responses import binary, model_headers, off_loop
-from app.api.schemas import SampleItem, SampleRequest, SampleResponse, Seed
+from app.api.schemas import ERRORS, SampleItem, SampleRequest, SampleResponse, Seed
 from app.errors import InvalidInput, LimitExceeded
 from app.latent import request_seeds
+from app.metrics import Metrics
+from app.pool import ModelPool
+from app.settings import Settings
 
-router = APIRouter(tags=["sample"])
+router = APIRouter(tags=["sample"], responses=ERRORS)
 
 PNG_GRID = {"description": "one PNG, or a grid of n", "content": {"image/png": {}}}
-RESPONSES: dict[int | str, dict[str, object]] = {
+RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
+        "model": SampleResponse,  # format=json
         "description": "png: an image or a grid; json: base64 PNGs with seeds and labels; "
         "npy: uint8 [N, H, W, C]; zip: PNGs and manifest.json",
-        "content": {
-            "application/json": {"schema": {"$ref": "#/components/schemas/SampleResponse"}},
-            "image/png": {},
-            "application/x-npy": {},
-            "application/zip": {},
-        },
+        "content": {"image/png": {}, "application/x-npy": {}, "application/zip": {}},
     }
 }
 
 
-@router.post("/v1/sample", responses=RESPONSES, response_model=None)
-async def sample(
-    body: SampleRequest,
-    pool: PoolDep,
-    settings: SettingsDep,
-    metrics: MetricsDep,
-    response: Response,
-) -> Response | SampleResponse:
+@router.post(
+    "/v1/sample",
+    responses=RESPONSES,
+    response_class=Response,
+    openapi_extra=json_body_schema(SampleRequest),
+)
+async def sample(request: Request) -> Response:
     """Generate n images; a seed names one image, whatever the batch it is drawn in."""
-    if body.n > settings.max_n:
-        raise LimitExceeded(f"n={body.n} is over the limit of {settings.max_n}", field="n")
-    generation.check_truncation(body.truncation, settings.min_truncation)
-    model = await pool.get(body.model, body.version)
-    try:
-        seeds = request_seeds(body.n, body.seed, body.seeds)
-    except ValueError as e:
-        raise InvalidInput(str(e), field="seed") from e
-    out = await generation.sample(model, seeds, body.labels, body.truncation)
-    metrics.images_generated.labels(model.name, str(model.version)).inc(len(seeds))
-    headers = _seed_headers(out)
-    if body.format == "npy":
-        return binary(imaging.encode_npy(out.images), "npy", model, headers)
-    if body.format == "png":
-        png = await off_loop(_png, out.images, body.cols)
-        return binary(png, "png", model, headers)
-    if body.format == "zip":
-        return binary(await off_loop(_zip, out, model.name, model.version), "zip", model, headers)
-    items = await off_loop(_items, out, body.return_latents)
-    response.headers.update(model_headers(model))
-    return SampleResponse(model=model.name, version=model.version, images=items)
+    return await _sample(request, await json_body(request, SampleRequest))
 
 
 @router.get("/v1/sample.png", responses={200: PNG_GRID}, response_class=Response)
 async def sample_png(
-    pool: PoolDep,
-    settings: SettingsDep,
-    metrics: MetricsDep,
+    request: Request,
     model: Annotated[str | None, Query(max_length=64)] = None,
     version: Annotated[str | None, Query(max_length=64)] = None,
     n: Annotated[int, Query(ge=1)] = 1,
@@ -88,9 +64,38 @@ async def sample_png(
         cols=cols,
         format="png",
     )
-    png = await sample(body, pool, settings, metrics, Response())
-    assert isinstance(png, Response)
-    return png
+    return await _sample(request, body)
+
+
+async def _sample(request: Request, body: SampleRequest) -> Response:
+    pool: ModelPool = request.state.pool
+    settings: Settings = request.state.settings
+    metrics: Metrics = request.state.metrics
+    if body.n > settings.max_n:
+        raise LimitExceeded(f"n={body.n} is over the limit of {settings.max_n}", field="n")
+    generation.check_truncation(body.truncation, settings.min_truncation)
+    model = await pool.get(body.model, body.version)
+    try:
+        seeds = request_seeds(body.n, body.seed, body.seeds)
+    except ValueError as e:
+        raise InvalidInput(str(e), field="seed") from e
+    out = await generation.sample(model, seeds, body.labels, body.truncation)
+    metrics.images_generated.labels(model.name, str(model.version)).inc(len(seeds))
+    headers = _seed_headers(out)
+    if body.format == "npy":
+        return binary(imaging.encode_npy(out.images), "npy", model, headers)
+    if body.format == "png":
+        png = await off_loop(_png, out.images, body.cols)
+        return binary(png, "png", model, headers)
+    if body.format == "zip":
+        return binary(await off_loop(_zip, out, model.name, model.version), "zip", model, headers)
+    items = await off_loop(_items, out, body.return_latents)
+    content = SampleResponse(model=model.name, version=model.version, images=items)
+    return Response(
+        content.model_dump_json(),
+        media_type="application/json",
+        headers={**model_headers(model), **headers},
+    )
 
 
 def _seed_headers(out: generation.Samples) -> dict[str, str]:

@@ -33,6 +33,18 @@ class Problem(BaseModel):
     )
 
 
+PROBLEM = "application/problem+json"
+# Any route can answer these. Every router declares them, so that the OpenAPI document is true
+# to what is sent (they replace FastAPI's default 422 body, which this app never sends).
+ERRORS: dict[int | str, dict[str, object]] = {
+    code: {"description": text, "content": {PROBLEM: {"schema": Problem.model_json_schema()}}}
+    for code, text in (
+        ("4XX", "the request was refused: see detail and field"),
+        ("5XX", "overloaded or not ready (with Retry-After), or failed"),
+    )
+}
+
+
 class _Body(BaseModel):
     # Strict: a body holds what the schema says (no "5" for 5, no true for 1.0), so what the
     # OpenAPI document promises is what is accepted.

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import io
+import json
+import re
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -352,8 +354,13 @@ def test_health_ready_metrics_and_openapi(client: TestClient) -> None:
     assert 'gan_http_requests_total{method="POST",route="/v1/sample",status="200"}' in text
     assert 'gan_model_loaded_version{model="tiny-cgan"} 1.0' in text
     assert "gan_batch_size_bucket" in text
-    paths = client.get("/openapi.json").json()["paths"]
-    assert {"/v1/sample", "/v1/discriminate", "/v1/interpolate", "/v1/models"} <= set(paths)
+    doc = client.get("/openapi.json").json()
+    assert {"/v1/sample", "/v1/discriminate", "/v1/interpolate", "/v1/models"} <= set(doc["paths"])
+    # Every reference resolves: a client generated from the document knows each body it gets.
+    refs = set(re.findall(r'"#/components/schemas/([^"]+)"', json.dumps(doc)))
+    assert {"SampleResponse", "SampleItem"} <= refs <= set(doc["components"]["schemas"])
+    body = doc["paths"]["/v1/sample"]["post"]["requestBody"]["content"]["application/json"]
+    assert body["schema"]["properties"]["seed"]["maximum"] == 2**63 - 1
 
 
 def test_request_id_is_echoed(client: TestClient) -> None:

@@ -127,6 +127,27 @@ def test_batches_never_exceed_max_batch() -> None:
     assert max(engine.sizes) <= 8 and sum(engine.sizes) == 30
 
 
+def test_late_arrivals_join_and_a_full_batch_runs_before_the_deadline() -> None:
+    engine = Engine()
+
+    async def main() -> None:
+        # A 10 s delay: the test's 5 s timeout fails unless filling the batch ends the wait.
+        batcher = make(engine, max_batch=4, max_delay_ms=10_000)
+        await batcher.start()
+        inputs = [request(1, label=i, seed=i) for i in range(4)]
+        tasks = []
+        for x in inputs:  # one at a time, each after the worker has gone back to sleep
+            tasks.append(asyncio.create_task(batcher.submit(x)))
+            await asyncio.sleep(0.01)
+        results = await asyncio.gather(*tasks)
+        await batcher.close()
+        for result, x in zip(results, inputs, strict=True):
+            assert_same(result, x)
+
+    run(main())
+    assert engine.sizes == [4]
+
+
 def test_oversized_request_runs_alone_and_whole() -> None:
     engine = Engine()
 

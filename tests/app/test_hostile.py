@@ -198,7 +198,7 @@ def test_a_multipart_body_with_thousands_of_parts_is_refused(
 @pytest.mark.parametrize(
     ("path", "status", "words"),
     [
-        ("/v1/sample", 400, ("parsing the body",)),
+        ("/v1/sample", 422, ("recursion limit",)),
         ("/v1/interpolate", 400, ("parsing the body",)),
         ("/v1/jobs", 400, ("parsing the body",)),
         ("/v1/discriminate", 422, ("recursion limit",)),
@@ -211,6 +211,42 @@ def test_deeply_nested_json_is_refused(
     body = '{"model": ' + "[" * depth + "]" * depth + "}"
     r = client.post(path, content=body, headers={"content-type": "application/json"})
     problem(r, status, *words)
+
+
+@pytest.mark.parametrize(
+    "content_type", [None, "text/plain", "application/x-www-form-urlencoded", "application/xml"]
+)
+def test_a_sample_body_that_is_not_json_is_unsupported(
+    client: TestClient, content_type: str | None
+) -> None:
+    headers = {"content-type": content_type} if content_type else {}
+    r = client.post("/v1/sample", content=b'{"model": "tiny-gan"}', headers=headers)
+    problem(r, 415, "application/json")
+
+
+@pytest.mark.parametrize("content_type", ["application/json; charset=utf-8", "application/x+json"])
+def test_json_content_types_with_parameters_or_suffixes_are_json(
+    client: TestClient, content_type: str
+) -> None:
+    body = b'{"model": "tiny-gan", "format": "npy"}'
+    r = client.post("/v1/sample", content=body, headers={"content-type": content_type})
+    assert r.status_code == 200, r.text
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        (b'{"model": ', ("Invalid JSON", "EOF")),
+        (b"", ("Invalid JSON",)),
+        (b"[1]", ("object",)),
+        (b'{"model": "\xff"}', ("Invalid JSON", "unicode")),  # not UTF-8
+    ],
+)
+def test_malformed_sample_json_is_a_validation_problem(
+    client: TestClient, body: bytes, words: tuple[str, ...]
+) -> None:
+    r = client.post("/v1/sample", content=body, headers={"content-type": "application/json"})
+    assert problem(r, 422, *words).get("field") is None  # the body, not one of its fields
 
 
 @pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity", "1e999"])
