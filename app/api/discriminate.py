@@ -38,7 +38,7 @@ REQUEST_BODY = {
                 "required": ["images"],
             }
         },
-        "application/json": {"schema": {"$ref": "#/components/schemas/DiscriminateJson"}},
+        "application/json": {"schema": DiscriminateJson.model_json_schema()},
         "application/x-npy": {
             "schema": {"type": "string", "format": "binary"},
             "description": "uint8 [N, H, W, C]; model, version and labels as query parameters",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Response
@@ -15,11 +16,11 @@ from app.errors import LimitExceeded
 
 router = APIRouter(tags=["interpolate"], responses=ERRORS)
 
-RESPONSES: dict[int | str, dict[str, object]] = {
+RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
+        "model": InterpolateResponse,  # format=json
         "description": "png strip, animated gif/webp, json frames, or npy uint8 [steps, H, W, C]",
         "content": {
-            "application/json": {"schema": {"$ref": "#/components/schemas/InterpolateResponse"}},
             "image/png": {},
             "image/gif": {},
             "image/webp": {},

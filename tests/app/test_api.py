@@ -360,7 +360,8 @@ def test_health_ready_metrics_and_openapi(client: TestClient) -> None:
     refs = set(re.findall(r'"#/components/schemas/([^"]+)"', json.dumps(doc)))
     assert {"SampleResponse", "SampleItem"} <= refs <= set(doc["components"]["schemas"])
     body = doc["paths"]["/v1/sample"]["post"]["requestBody"]["content"]["application/json"]
-    assert body["schema"]["properties"]["seed"]["maximum"] == 2**63 - 1
+    assert {"n", "seed", "seeds", "format"} <= set(body["schema"]["properties"])
+    assert body["schema"]["additionalProperties"] is False
 
 
 def test_request_id_is_echoed(client: TestClient) -> None:

@@ -95,6 +95,32 @@ def test_image_i_of_a_batch_uses_seed_s_plus_i() -> None:
 
 
 @pytest.mark.parametrize("prior", ["normal", "uniform"])
+def test_a_big_batch_draws_exactly_what_default_rng_draws_per_seed(prior: Prior) -> None:
+    # Big batches hash their seeds into PCG64 states all at once (app/latent.py): every seed
+    # size (1 or 2 uint32 words), the range ends and random seeds must match numpy exactly.
+    edges = [0, 1, 2**32 - 1, 2**32, 2**32 + 1, 2**62, MAX_SEED - 1, MAX_SEED]
+    random = np.random.default_rng(0).integers(0, MAX_SEED, 2000, dtype=np.int64).tolist()
+    seeds = edges + random + list(range(100))
+    expected = np.stack(
+        [
+            np.random.default_rng(s).standard_normal(50, dtype=np.float32)
+            if prior == "normal"
+            else np.random.default_rng(s).uniform(-SQRT3, SQRT3, 50).astype(np.float32)
+            for s in seeds
+        ]
+    )
+    np.testing.assert_array_equal(latents(seeds, 50, prior), expected)
+    truncated = [truncate(z, 0.7, prior, s) for z, s in zip(expected[:80], seeds, strict=False)]
+    np.testing.assert_array_equal(latents(seeds[:80], 50, prior, 0.7), np.stack(truncated))
+
+
+@pytest.mark.parametrize("bad", [-1, 2**63])
+def test_a_big_batch_refuses_an_out_of_range_seed(bad: int) -> None:
+    with pytest.raises(ValueError, match="out of range"):
+        latents([*range(100), bad], 8, "normal")
+
+
+@pytest.mark.parametrize("prior", ["normal", "uniform"])
 def test_truncation_bounds_every_component(prior: Prior) -> None:
     batch = latents(range(20), 128, prior, truncation=0.5)
     assert np.abs(batch).max() <= 0.5
