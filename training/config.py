@@ -75,13 +75,6 @@ class TrainConfig(_Strict):
     batch_size: int = Field(64, ge=1, le=4096)
     d_steps: int = Field(1, ge=1, le=100, description="k: discriminator steps per generator step")
     ema_decay: float = Field(0.999, ge=0, lt=1, description="0 disables the generator EMA")
-    translate: float = Field(
-        0.0,
-        ge=0,
-        le=0.25,
-        description="DiffAugment (Zhao et al. 2020): shift every image D sees, real and fake, "
-        "by up to this fraction of its size, so that D cannot memorise a small dataset",
-    )
     r1_gamma: float = Field(
         0.0,
         ge=0,

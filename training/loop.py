@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from app import imaging, latent
-from training import augment, losses, networks
+from training import losses, networks
 from training.config import TrainConfig
 from training.data import Dataset, load_dataset
 
@@ -228,23 +228,16 @@ def train_step(cfg: TrainConfig, state: State, batches: Batches, num_classes: in
         z = sample_latent(cfg, bs, gen)
         return z.to(dev), _generator_labels(cfg, bs, num_classes, gen).to(dev)
 
-    # Its own stream, so that runs without augmentation draw exactly what they always did.
-    aug_gen = torch.Generator().manual_seed(step_seed(cfg.seed, state.step, 3))
-    shift = round(cfg.translate * batches.images.shape[-1])
-
-    def seen(images: Tensor) -> Tensor:
-        return augment.translate(images, shift, cfg.output_range[0], aug_gen)
-
     for j in range(cfg.d_steps):
         real_u8, real_labels, epoch = batches.get(state.step * cfg.d_steps + j)
-        real = seen(to_model_range(real_u8.to(dev), cfg))  # [N, C, H, W]
+        real = to_model_range(real_u8.to(dev), cfg)  # [N, C, H, W]
         real_labels = real_labels.to(dev)
         z, fake_labels = draw()
         with torch.no_grad():
             fake = _call(state.g, z, fake_labels, cond)
         real.requires_grad_(cfg.r1_gamma > 0)
         real_logit = _call(state.d, real, real_labels, cond)
-        fake_logit = _call(state.d, seen(fake), fake_labels, cond)
+        fake_logit = _call(state.d, fake, fake_labels, cond)
         loss_d = losses.d_loss(cfg.loss, real_logit, fake_logit)
         if cfg.r1_gamma > 0:
             loss_d = loss_d + cfg.r1_gamma / 2 * losses.r1_penalty(real_logit, real)
@@ -254,7 +247,7 @@ def train_step(cfg: TrainConfig, state: State, batches: Batches, num_classes: in
 
     z, fake_labels = draw()
     fake = _call(state.g, z, fake_labels, cond)
-    fake_logit = _call(state.d, seen(fake), fake_labels, cond)
+    fake_logit = _call(state.d, fake, fake_labels, cond)
     loss_g = losses.g_loss(cfg.loss, fake_logit)
     state.opt_g.zero_grad(set_to_none=True)
     loss_g.backward()
