@@ -34,7 +34,6 @@ from app.registry import Repository
 from app.settings import Settings
 
 log = logging.getLogger("app")
-
 STATIC = Path(__file__).with_name("static")
 # The playground at / is same-origin static files calling the API: a strict policy costs it
 # nothing, and no-cache makes browsers revalidate (304) so an upgrade never runs stale scripts.
@@ -108,7 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         responses=ERRORS,
     )
     # Flat, not include_router: since FastAPI 0.137 an included router stays a node that every
-    # request is routed through again, about a third of a small /v1/sample's time (README).
+    # request is routed through again, about a fifth of a small /v1/sample's time (README).
     for module in (sample, discriminate, interpolate, models, jobs, datasets, health):
         app.router.routes.extend(module.router.routes)
     _mount_playground(app)
