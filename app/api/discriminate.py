@@ -10,6 +10,7 @@ import numpy as np
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import ValidationError
 from starlette.datastructures import FormData, UploadFile
+from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 
 from app import generation, imaging
@@ -111,8 +112,12 @@ async def _form(request: Request, settings: Settings) -> FormData:
             max_fields=16,
             max_part_size=settings.max_image_bytes,
         )
-    except MultiPartException as e:
-        raise BadRequest(f"malformed multipart body: {e.message}") from e
+    except (MultiPartException, HTTPException) as e:  # Starlette reraises the first as a 400
+        message = e.message if isinstance(e, MultiPartException) else str(e.detail)
+        # "Too many files/fields" and "Part exceeded maximum size" are our limits, not malformed.
+        if message.startswith(("Too many", "Part exceeded")):
+            raise LimitExceeded(f"multipart body over a limit: {message}") from e
+        raise BadRequest(f"malformed multipart body: {message}") from e
 
 
 def _json_body(raw: bytes) -> DiscriminateJson:

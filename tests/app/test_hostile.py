@@ -192,7 +192,7 @@ def test_a_multipart_body_with_thousands_of_parts_is_refused(
         content=body,
         headers={"content-type": "multipart/form-data; boundary=b0undary"},
     )
-    problem(r, 400, *words)
+    problem(r, 413, *words)
 
 
 @pytest.mark.parametrize(
