@@ -113,6 +113,8 @@ async def _form(request: Request, settings: Settings) -> FormData:
             max_part_size=settings.max_image_bytes,
         )
     except (MultiPartException, HTTPException) as e:  # Starlette reraises the first as a 400
+        if isinstance(e, HTTPException) and e.status_code != 400:
+            raise  # the body-size limit's 413, raised while the form streams in
         message = e.message if isinstance(e, MultiPartException) else str(e.detail)
         # "Too many files/fields" and "Part exceeded maximum size" are our limits, not malformed.
         if message.startswith(("Too many", "Part exceeded")):
