@@ -6,10 +6,10 @@ import base64
 from typing import Any
 
 import numpy as np
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 
 from app import generation, imaging
-from app.api.deps import MetricsDep, PoolDep, SettingsDep
+from app.api.deps import MetricsDep, PoolDep, SettingsDep, json_body, json_body_schema
 from app.api.responses import binary, model_headers, off_loop
 from app.api.schemas import ERRORS, Frame, InterpolateRequest, InterpolateResponse
 from app.errors import LimitExceeded
@@ -30,15 +30,17 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.post("/v1/interpolate", responses=RESPONSES, response_model=None)
+@router.post(
+    "/v1/interpolate",
+    responses=RESPONSES,
+    response_class=Response,
+    openapi_extra=json_body_schema(InterpolateRequest),
+)
 async def interpolate(
-    body: InterpolateRequest,
-    pool: PoolDep,
-    settings: SettingsDep,
-    metrics: MetricsDep,
-    response: Response,
-) -> Response | InterpolateResponse:
+    request: Request, pool: PoolDep, settings: SettingsDep, metrics: MetricsDep
+) -> Response:
     """Frames from ``from`` to ``to`` (both included), by lerp or slerp."""
+    body = await json_body(request, InterpolateRequest)
     if body.steps > settings.max_steps:
         raise LimitExceeded(
             f"steps={body.steps} is over the limit of {settings.max_steps}", field="steps"
@@ -51,12 +53,14 @@ async def interpolate(
     t, frames = await generation.interpolate(model, a, b, body.steps, body.method, body.label)
     metrics.images_generated.labels(model.name, str(model.version)).inc(len(frames))
     if body.format == "json":
-        response.headers.update(model_headers(model))
-        return InterpolateResponse(
+        content = InterpolateResponse(
             model=model.name,
             version=model.version,
             method=body.method,
             frames=await off_loop(_frames, t, frames),
+        )
+        return Response(
+            content.model_dump_json(), media_type="application/json", headers=model_headers(model)
         )
     encode = {
         "png": lambda f: imaging.encode_png(imaging.strip(f)),

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import FileResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from app.api.deps import RepoDep, SettingsDep, require_admin
+from app.api.deps import RepoDep, SettingsDep, json_body, json_body_schema, require_admin
 from app.api.schemas import ERRORS, ModelName
 from app.datasets import DatasetStore
 from app.errors import InvalidInput, NotFound, NotReady, TooManyRequests
@@ -56,11 +56,17 @@ class JobList(BaseModel):
     total: int
 
 
-@router.post("/v1/jobs", status_code=202, dependencies=[Depends(require_admin)])
+@router.post(
+    "/v1/jobs",
+    status_code=202,
+    dependencies=[Depends(require_admin)],
+    openapi_extra=json_body_schema(JobRequest),
+)
 async def submit(
-    body: JobRequest, queue: QueueDep, repo: RepoDep, settings: SettingsDep, response: Response
+    request: Request, queue: QueueDep, repo: RepoDep, settings: SettingsDep, response: Response
 ) -> Job:
     """Validate the config, then queue it; 202 with the job and its Location."""
+    body = await json_body(request, JobRequest)
     overrides = dict(body.overrides)
     if body.dataset is not None:
         try:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import FileResponse
 
-from app.api.deps import PoolDep, RepoDep, require_admin
+from app.api.deps import PoolDep, RepoDep, json_body, json_body_schema, require_admin
 from app.api.schemas import ERRORS, AliasUpdate, ModelDetail, ModelName, ModelSummary
 from app.errors import NotFound
 from app.registry import Repository, check_name
@@ -40,11 +40,16 @@ async def version_samples(
     return FileResponse(path, media_type="image/png")
 
 
-@router.put("/v1/models/{name}/aliases/{alias}", dependencies=[Depends(require_admin)])
+@router.put(
+    "/v1/models/{name}/aliases/{alias}",
+    dependencies=[Depends(require_admin)],
+    openapi_extra=json_body_schema(AliasUpdate),
+)
 async def set_alias(
-    name: ModelName, alias: ModelName, body: AliasUpdate, repo: RepoDep, pool: PoolDep
+    name: ModelName, alias: ModelName, request: Request, repo: RepoDep, pool: PoolDep
 ) -> dict[str, object]:
     """Point an alias at a version: ``production`` promotes or rolls back what is served."""
+    body = await json_body(request, AliasUpdate)
     await asyncio.to_thread(repo.set_alias, name, alias, body.version)
     await pool.refresh()  # this replica now; the others on their next poll
     return {"name": name, "alias": alias, "version": body.version}

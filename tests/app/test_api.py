@@ -359,9 +359,18 @@ def test_health_ready_metrics_and_openapi(client: TestClient) -> None:
     # Every reference resolves: a client generated from the document knows each body it gets.
     refs = set(re.findall(r'"#/components/schemas/([^"]+)"', json.dumps(doc)))
     assert {"SampleResponse", "SampleItem"} <= refs <= set(doc["components"]["schemas"])
-    body = doc["paths"]["/v1/sample"]["post"]["requestBody"]["content"]["application/json"]
-    assert {"n", "seed", "seeds", "format"} <= set(body["schema"]["properties"])
-    assert body["schema"]["additionalProperties"] is False
+    # Bodies read with json_body keep their named schemas.
+    for path, method, model in [
+        ("/v1/sample", "post", "SampleRequest"),
+        ("/v1/interpolate", "post", "InterpolateRequest"),
+        ("/v1/jobs", "post", "JobRequest"),
+        ("/v1/models/{name}/aliases/{alias}", "put", "AliasUpdate"),
+    ]:
+        body = doc["paths"][path][method]["requestBody"]["content"]["application/json"]
+        assert body["schema"] == {"$ref": f"#/components/schemas/{model}"}
+    sample = doc["components"]["schemas"]["SampleRequest"]
+    assert {"n", "seed", "seeds", "format"} <= set(sample["properties"])
+    assert sample["additionalProperties"] is False
 
 
 def test_request_id_is_echoed(client: TestClient) -> None:
