@@ -1,19 +1,25 @@
 """Dynamic batching: concurrent requests for one engine coalesced into one engine call.
 
 One ``Batcher`` sits in front of each engine. Callers ``await submit(inputs)`` with a batch of
-``n`` rows; a single worker task takes waiting requests in arrival order, concatenates them
-along axis 0, runs the engine once in its own thread (never on the event loop), and hands each
-caller back exactly its rows of the output. The queue is bounded in rows, so a burst of traffic
-is answered with ``Overloaded`` (503, Retry-After) rather than with unbounded memory.
+``n`` rows; one worker thread takes waiting requests in arrival order, concatenates them along
+axis 0, runs the engine once, and hands each caller back exactly its rows of the output. The
+queue is bounded in rows, so a burst of traffic is answered with ``Overloaded`` (503,
+Retry-After) rather than with unbounded memory.
+
+The worker is a thread, not a task on the event loop, so that it takes the next batch the
+moment the engine is free. A task would wait for its turn behind every handler the loop has
+ready, and under load those are all the requests of the next batch: the engine would idle
+while the loop parsed them, then the loop while the engine ran them (README, Benchmarks).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,7 +45,8 @@ class _Request:
     rows: int
     signature: _Signature
     future: asyncio.Future[np.ndarray]
-    taken: bool = False  # left the queue (into a batch, or dropped)
+    taken: bool = False  # left the queue (into a batch, or dropped); guarded by the lock
+    cancelled: bool = False  # the caller went away; set on the loop, read by the worker
 
 
 class Batcher:
@@ -47,10 +54,11 @@ class Batcher:
 
     The worker takes the first waiting request, then the requests that arrive (in order, while
     they fit in ``max_batch`` rows) for up to ``max_delay_ms`` after it took the first, or until
-    they fill the batch; ``max_delay_ms=0`` takes only what is already waiting. A request that
-    cannot share the batch (another input signature) starts the next one. A request of more
-    than ``max_batch`` rows runs alone, never split. With ``enabled=False`` every request runs
-    alone, through the same queue and worker, so ordering and backpressure do not change.
+    they fill the batch; ``max_delay_ms=0`` takes only what is already waiting, which under load
+    is what arrived while the engine ran the previous batch. A request that cannot share the
+    batch (another input signature) starts the next one. A request of more than ``max_batch``
+    rows runs alone, never split. With ``enabled=False`` every request runs alone, through the
+    same queue and worker, so ordering and backpressure do not change.
 
     The queue holds at most ``max_queue`` rows not yet taken by the worker; a submit that would
     go over raises ``Overloaded``. A request larger than ``max_queue`` is still accepted when
@@ -91,15 +99,16 @@ class Batcher:
         self._max_queue = max_queue
         self._enabled = enabled
         self._on_batch = on_batch
+        self._name = name
         self._label = f"batcher {name}" if name else "batcher"
-        # One thread: the engine must see one call at a time (ONNX Runtime parallelises inside).
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"batcher-{name}")
+        # The queue and everything below it are shared with the worker thread: guarded by it.
+        self._cond = threading.Condition()
         self._queue: deque[_Request] = deque()
         self._waiting_rows = 0
-        self._arrived = asyncio.Event()
         self._wake_at_rows = 1  # rows waiting at which submit wakes the worker
-        self._worker: asyncio.Task[None] | None = None
         self._closing = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopped: asyncio.Future[None] | None = None  # set when the worker has returned
 
     @property
     def queue_depth(self) -> int:
@@ -107,129 +116,107 @@ class Batcher:
         return self._waiting_rows
 
     async def start(self) -> None:
-        """Start the worker on the running event loop."""
-        if self._worker is not None or self._closing:
+        """Start the worker, delivering results to the running event loop."""
+        if self._loop is not None or self._closing:
             raise RuntimeError(f"{self._label} starts once, and not after close()")
-        self._worker = asyncio.get_running_loop().create_task(self._serve(), name=self._label)
+        self._loop = asyncio.get_running_loop()
+        self._stopped = self._loop.create_future()
+        # One thread: the engine must see one call at a time (ONNX Runtime parallelises inside).
+        name = f"batcher-{self._name}" if self._name else "batcher"
+        threading.Thread(target=self._serve, name=name, daemon=True).start()
 
     async def close(self) -> None:
-        """Refuse new requests, let queued ones finish, then stop the worker and its thread."""
-        self._closing = True
-        self._arrived.set()  # an idle worker wakes, sees the closed empty queue, and returns
-        if self._worker is not None:
-            # asyncio.wait neither raises the worker's fate nor cancels it if close is cancelled.
-            await asyncio.wait([self._worker])
-        self._executor.shutdown(wait=False)
+        """Refuse new requests, let queued ones finish, then stop the worker."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify()  # an idle worker wakes, sees the closed empty queue, and returns
+        if self._stopped is not None:
+            # shield: a cancelled close must not cancel the future the worker will set.
+            await asyncio.shield(self._stopped)
 
     async def submit(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         """Run ``inputs`` (arrays sharing a leading batch axis n) and return its n output rows."""
         rows, signature = _check_inputs(inputs)
         if self._closing:
             raise Overloaded(f"{self._label} is shutting down; retry", retry_after=1)
-        if self._worker is None:
+        if self._loop is None:
             raise RuntimeError(f"{self._label} is not started; await start() first")
-        if self._waiting_rows and self._waiting_rows + rows > self._max_queue:
-            raise Overloaded(
-                f"{self._label} queue is full ({self._waiting_rows} of {self._max_queue} rows "
-                f"waiting, this request adds {rows}); retry later",
-                retry_after=1,
-            )
-        request = _Request(inputs, rows, signature, asyncio.get_running_loop().create_future())
-        self._queue.append(request)
-        self._waiting_rows += rows
-        if self._waiting_rows >= self._wake_at_rows:
-            self._arrived.set()
+        request = _Request(inputs, rows, signature, self._loop.create_future())
+        with self._cond:
+            if self._waiting_rows and self._waiting_rows + rows > self._max_queue:
+                raise Overloaded(
+                    f"{self._label} queue is full ({self._waiting_rows} of {self._max_queue} "
+                    f"rows waiting, this request adds {rows}); retry later",
+                    retry_after=1,
+                )
+            self._queue.append(request)
+            self._waiting_rows += rows
+            if self._waiting_rows >= self._wake_at_rows:
+                self._cond.notify()
         try:
             return await request.future
         except asyncio.CancelledError:
             # The client went away: free its queue space now and spend no compute on it.
-            if not request.taken:
-                self._queue.remove(request)
-                self._waiting_rows -= rows
-                request.taken = True
+            request.cancelled = True
+            with self._cond:
+                if not request.taken:
+                    self._queue.remove(request)
+                    self._waiting_rows -= rows
+                    request.taken = True
             raise
 
-    async def _serve(self) -> None:
-        loop = asyncio.get_running_loop()
+    # The worker thread.
+
+    def _serve(self) -> None:
         try:
-            while (batch := await self._next_batch(loop)) is not None:
-                await self._run_batch(loop, batch)
+            while (batch := self._next_batch()) is not None:
+                self._run_batch(batch)
         finally:
-            # Reached with work queued only if the worker was cancelled rather than closed:
-            # fail those callers instead of leaving them waiting forever.
-            self._closing = True
-            while self._queue:
-                _settle_error(self._pop(), Overloaded(f"{self._label} stopped; retry"))
+            self._call_on_loop(self._finish)
 
-    async def _next_batch(self, loop: asyncio.AbstractEventLoop) -> list[_Request] | None:
+    def _next_batch(self) -> list[_Request] | None:
         """Wait for a request and gather the batch it heads; None once closed and drained."""
-        while True:
-            self._drop_cancelled()
-            if self._queue:
-                break
-            if self._closing:
-                return None
-            self._arrived.clear()
-            await self._arrived.wait()
-
-        first = self._pop()
-        batch, rows = [first], first.rows
-        if not self._enabled:
-            return batch
-        deadline = loop.time() + self._max_delay
-        timed_out = False
-        while True:
-            self._drop_cancelled()
-            while self._queue:
-                head = self._queue[0]
-                # Strict arrival order: a head that does not fit starts the next batch.
-                if rows + head.rows > self._max_batch or head.signature != first.signature:
-                    return batch
-                batch.append(self._pop())
-                rows += head.rows
-                self._drop_cancelled()
-            if rows >= self._max_batch or timed_out or self._closing or self._max_delay == 0:
+        with self._cond:
+            while not self._queue:
+                if self._closing:
+                    return None
+                self._cond.wait()
+            first = self._pop()
+            batch, rows = [first], first.rows
+            if not self._enabled:
                 return batch
-            # Sleep until the deadline or until enough rows wait to fill the batch: one wake-up
-            # per batch rather than one per arriving request, which the event loop pays for.
-            self._wake_at_rows = self._max_batch - rows
-            self._arrived.clear()
-            try:
-                async with asyncio.timeout_at(deadline):
-                    await self._arrived.wait()
-            except TimeoutError:
-                timed_out = True
-            finally:
-                self._wake_at_rows = 1
+            deadline = time.monotonic() + self._max_delay
+            while True:
+                while self._queue:
+                    head = self._queue[0]
+                    # Strict arrival order: a head that does not fit starts the next batch.
+                    if rows + head.rows > self._max_batch or head.signature != first.signature:
+                        return batch
+                    batch.append(self._pop())
+                    rows += head.rows
+                left = deadline - time.monotonic()
+                if rows >= self._max_batch or left <= 0 or self._closing:
+                    return batch
+                # Sleep until the deadline or until enough rows wait to fill the batch: one
+                # wake-up per batch rather than one per arriving request.
+                self._wake_at_rows = self._max_batch - rows
+                try:
+                    self._cond.wait(left)
+                finally:
+                    self._wake_at_rows = 1
 
-    async def _run_batch(self, loop: asyncio.AbstractEventLoop, batch: list[_Request]) -> None:
+    def _run_batch(self, batch: list[_Request]) -> None:
         # Callers that gave up while the batch was gathering are dropped before it runs.
-        batch = [request for request in batch if not request.future.done()]
+        batch = [request for request in batch if not request.cancelled]
         if not batch:
             return
         rows = sum(request.rows for request in batch)
-        parts = [request.inputs for request in batch]
+        outcome: np.ndarray | Exception
         try:
-            output = await loop.run_in_executor(self._executor, _run_merged, self._run, parts, rows)
-        except asyncio.CancelledError:
-            for request in batch:
-                _settle_error(request, Overloaded(f"{self._label} stopped; retry"))
-            raise
+            outcome = _run_merged(self._run, [request.inputs for request in batch], rows)
         except Exception as exc:
-            for request in batch:
-                _settle_error(request, exc)
-        else:
-            offset = 0
-            for request in batch:
-                if not request.future.done():  # a cancelled caller's rows are simply dropped
-                    request.future.set_result(output[offset : offset + request.rows])
-                offset += request.rows
-        if self._on_batch is not None:
-            try:
-                self._on_batch(rows)
-            except Exception:
-                # A broken metrics hook must not stop the worker that every caller waits on.
-                logger.exception("%s: on_batch callback failed", self._label)
+            outcome = exc  # every caller of the batch gets it; the worker goes on
+        self._call_on_loop(self._deliver, batch, outcome, rows)
 
     def _pop(self) -> _Request:
         request = self._queue.popleft()
@@ -237,11 +224,44 @@ class Batcher:
         self._waiting_rows -= request.rows
         return request
 
-    def _drop_cancelled(self) -> None:
-        # A cancelled caller normally removes itself; this catches one cancelled but not yet
-        # resumed to do so.
-        while self._queue and self._queue[0].future.done():
-            self._pop()
+    def _call_on_loop(self, callback: Callable[..., None], *args: object) -> None:
+        assert self._loop is not None
+        try:
+            self._loop.call_soon_threadsafe(callback, *args)
+        except RuntimeError:
+            pass  # the loop is closed: nobody is left waiting for this
+
+    # Back on the event loop.
+
+    def _deliver(self, batch: list[_Request], outcome: np.ndarray | Exception, rows: int) -> None:
+        offset = 0
+        for request in batch:
+            if not request.future.done():  # a cancelled caller's rows are simply dropped
+                if isinstance(outcome, Exception):
+                    request.future.set_exception(outcome)
+                else:
+                    request.future.set_result(outcome[offset : offset + request.rows])
+            offset += request.rows
+        if self._on_batch is not None:
+            try:
+                self._on_batch(rows)
+            except Exception:
+                # A broken metrics hook must not stop the others being answered.
+                logger.exception("%s: on_batch callback failed", self._label)
+
+    def _finish(self) -> None:
+        # Reached with work queued only if the worker died: fail those callers rather than
+        # leave them waiting forever.
+        with self._cond:
+            self._closing = True
+            leftover = list(self._queue)
+            self._queue.clear()
+            self._waiting_rows = 0
+        for request in leftover:
+            if not request.future.done():
+                request.future.set_exception(Overloaded(f"{self._label} stopped; retry"))
+        if self._stopped is not None and not self._stopped.done():
+            self._stopped.set_result(None)
 
 
 def _check_inputs(inputs: dict[str, np.ndarray]) -> tuple[int, _Signature]:
@@ -273,8 +293,3 @@ def _run_merged(run: RunFn, parts: list[dict[str, np.ndarray]], rows: int) -> np
         shape = getattr(output, "shape", type(output).__name__)
         raise RuntimeError(f"engine returned {shape} for a batch of {rows} rows")
     return output
-
-
-def _settle_error(request: _Request, error: BaseException) -> None:
-    if not request.future.done():
-        request.future.set_exception(error)

@@ -27,7 +27,9 @@ class Settings(BaseSettings):
     backend: Literal["auto", "onnx", "torchscript"] = Field(
         "auto", description="auto: ONNX Runtime when the version has ONNX files"
     )
-    intra_op_threads: int = Field(0, ge=0, description="0: ONNX Runtime's default")
+    intra_op_threads: int = Field(
+        0, ge=0, description="0: one per CPU but one, which the event loop keeps (at least 1)"
+    )
     ort_spinning: bool = Field(
         True, description="ONNX Runtime threads spin between runs: faster, but burn CPU"
     )
@@ -39,7 +41,7 @@ class Settings(BaseSettings):
     batching: bool = Field(True, description="coalesce concurrent requests into one engine call")
     max_batch: int = Field(256, ge=1, le=65536, description="rows per coalesced engine call")
     max_delay_ms: float = Field(
-        2.0, ge=0, le=1000, description="longest wait for more requests to join a batch"
+        0.0, ge=0, le=1000, description="longest wait for more requests to join a batch"
     )
     queue_size: int = Field(4096, ge=1, description="rows waiting per model before 503")
 

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Query, Request, Response
 from app import generation, imaging
 from app.api.deps import json_body, json_body_schema
 from app.api.responses import binary, model_headers, off_loop
+from app.api.routing import RequestRoute
 from app.api.schemas import ERRORS, SampleItem, SampleRequest, SampleResponse, Seed
 from app.errors import InvalidInput, LimitExceeded
 from app.latent import request_seeds
@@ -18,7 +19,7 @@ from app.metrics import Metrics
 from app.pool import ModelPool
 from app.settings import Settings
 
-router = APIRouter(tags=["sample"], responses=ERRORS)
+router = APIRouter(tags=["sample"], responses=ERRORS, route_class=RequestRoute)
 
 PNG_GRID = {"description": "one PNG, or a grid of n", "content": {"image/png": {}}}
 RESPONSES: dict[int | str, dict[str, Any]] = {

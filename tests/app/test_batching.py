@@ -396,6 +396,23 @@ def test_engine_runs_off_the_event_loop_on_one_named_thread() -> None:
     assert engine.threads[0].name.startswith("batcher-test")
 
 
+def test_a_batch_starts_while_the_event_loop_is_busy() -> None:
+    engine = Engine()
+
+    async def main() -> None:
+        batcher = make(engine, max_delay_ms=0)
+        await batcher.start()
+        x = request(2)
+        task = asyncio.create_task(batcher.submit(x))
+        await asyncio.sleep(0)  # the task queues its request
+        # The loop is blocked here: the batch can start only if no loop turn is needed for it.
+        assert engine.started.wait(timeout=2)
+        assert_same(await task, x)
+        await batcher.close()
+
+    run(main())
+
+
 def test_settings_are_checked() -> None:
     with pytest.raises(ValueError, match="max_batch must be at least 1"):
         Batcher(forward, max_batch=0, max_delay_ms=1, max_queue=1)
