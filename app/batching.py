@@ -265,21 +265,21 @@ class Batcher:
 
 
 def _check_inputs(inputs: dict[str, np.ndarray]) -> tuple[int, _Signature]:
+    # One pass over the arrays: it runs on the event loop for every request.
     if not inputs:
         raise ValueError("inputs must name at least one array")
-    for name, array in inputs.items():
+    signature = []
+    for name, array in sorted(inputs.items()):
         if not isinstance(array, np.ndarray) or array.ndim == 0:
             raise ValueError(f"input {name!r} must be a numpy array with a leading batch axis")
-    sizes = {name: array.shape[0] for name, array in inputs.items()}
-    if len(set(sizes.values())) != 1:
+        signature.append((name, array.shape[1:], array.dtype.str))
+    rows = next(iter(inputs.values())).shape[0]
+    if any(array.shape[0] != rows for array in inputs.values()):
+        sizes = {name: array.shape[0] for name, array in inputs.items()}
         raise ValueError(f"all inputs must share one leading (batch) dimension, got {sizes}")
-    rows = next(iter(sizes.values()))
     if rows < 1:
         raise ValueError("the leading (batch) dimension must be at least 1, got 0")
-    signature = tuple(
-        sorted((name, array.shape[1:], array.dtype.str) for name, array in inputs.items())
-    )
-    return rows, signature
+    return rows, tuple(signature)
 
 
 def _run_merged(run: RunFn, parts: list[dict[str, np.ndarray]], rows: int) -> np.ndarray:

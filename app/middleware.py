@@ -59,12 +59,14 @@ class RequestContext:
                 raise HTTPException(413, f"the request body is over {max_body} bytes")
             return message
 
+        logging_access = access_log.isEnabledFor(logging.INFO)
+
         async def send_wrapper(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
                 raw = list(message.get("headers", []))
-                for key, value in raw:
+                for key, value in raw if logging_access else ():
                     if key == b"x-model":
                         model["model"] = value.decode()
                     elif key == b"x-model-version":

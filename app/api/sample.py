@@ -69,9 +69,10 @@ async def sample_png(
 
 
 async def _sample(request: Request, body: SampleRequest) -> Response:
-    pool: ModelPool = request.state.pool
-    settings: Settings = request.state.settings
-    metrics: Metrics = request.state.metrics
+    state = request.state  # one lookup: each builds a new State view of the scope
+    pool: ModelPool = state.pool
+    settings: Settings = state.settings
+    metrics: Metrics = state.metrics
     if body.n > settings.max_n:
         raise LimitExceeded(f"n={body.n} is over the limit of {settings.max_n}", field="n")
     generation.check_truncation(body.truncation, settings.min_truncation)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import logging
 import re
 import zipfile
 from collections.abc import Iterator
@@ -405,3 +406,20 @@ def test_presets_list_every_training_config_in_full(client: TestClient) -> None:
     assert cdcgan["conditional"] and cdcgan["architecture"] == "dcgan"
     assert cdcgan["config"]["max_steps"] == cdcgan["max_steps"]
     assert presets["paper"]["config"]["optimizer"]["name"] == "sgd"
+
+
+def test_access_log_names_the_model_version_and_count(models_dir: Path) -> None:
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger("app.access")
+    logger.addHandler(handler)
+    try:
+        with TestClient(create_app(app_settings(models_dir, log_level="info"))) as client:
+            body = {"model": "tiny-gan", "seed": 3, "n": 2, "format": "npy"}
+            npy(client.post("/v1/sample", json=body, headers={"X-Request-ID": "req-7"}))
+    finally:
+        logger.removeHandler(handler)
+    (fields,) = [r.fields for r in records if r.fields["route"] == "/v1/sample"]  # type: ignore[attr-defined]
+    assert fields["status"] == 200 and fields["request_id"] == "req-7"
+    assert (fields["model"], fields["version"], fields["n"]) == ("tiny-gan", "1", "2")
