@@ -214,7 +214,7 @@ def main() -> None:
     n1_loads(args.model, s)
 
 
-def n1_loads(model: str, seconds: float, rounds: int = 3) -> None:
+def n1_loads(model: str, seconds: float, rounds: int = 5) -> None:
     """Concurrent n=1 clients against /healthz, in interleaved rounds (module docstring)."""
     body = {"model": model, "format": "npy"}
     servers = {"on": Server(), "off": Server(GAN_BATCHING="false")}
