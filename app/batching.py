@@ -46,7 +46,6 @@ class _Request:
     signature: _Signature
     future: asyncio.Future[np.ndarray]
     taken: bool = False  # left the queue (into a batch, or dropped); guarded by the lock
-    cancelled: bool = False  # the caller went away; set on the loop, read by the worker
 
 
 class Batcher:
@@ -101,7 +100,7 @@ class Batcher:
         self._on_batch = on_batch
         self._name = name
         self._label = f"batcher {name}" if name else "batcher"
-        # The queue and everything below it are shared with the worker thread: guarded by it.
+        # Guards the queue, its row counts and the closing flag, which the worker shares.
         self._cond = threading.Condition()
         self._queue: deque[_Request] = deque()
         self._waiting_rows = 0
@@ -157,7 +156,6 @@ class Batcher:
             return await request.future
         except asyncio.CancelledError:
             # The client went away: free its queue space now and spend no compute on it.
-            request.cancelled = True
             with self._cond:
                 if not request.taken:
                     self._queue.remove(request)
@@ -206,8 +204,9 @@ class Batcher:
                     self._wake_at_rows = 1
 
     def _run_batch(self, batch: list[_Request]) -> None:
-        # Callers that gave up while the batch was gathering are dropped before it runs.
-        batch = [request for request in batch if not request.cancelled]
+        # Callers that gave up while the batch was gathering are dropped before it runs (done()
+        # only reads the future's state, which is safe from this thread; setting it is not).
+        batch = [request for request in batch if not request.future.done()]
         if not batch:
             return
         rows = sum(request.rows for request in batch)

@@ -81,9 +81,9 @@ class TorchScriptEngine:
         return out
 
 
-def _cpus_but_the_loops() -> int:
+def _cpus_but_one() -> int:
     # ONNX Runtime's own default takes every core, and its threads then compete with the event
-    # loop that feeds them: on 2 CPUs that costs a third of small-request throughput (README).
+    # loop that feeds them: on 2 CPUs that cost about a quarter of n=1 throughput (README).
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return max(1, (cpus or 1) - 1)
 
@@ -99,7 +99,7 @@ def load_engine(folder: Path, manifest: Manifest, role: str, settings: Settings)
         return OnnxEngine(
             folder / onnx_file,
             device=settings.device,
-            threads=settings.intra_op_threads or _cpus_but_the_loops(),
+            threads=settings.intra_op_threads or _cpus_but_one(),
             spinning=settings.ort_spinning,
         )
     if backend == "torchscript" and pt_file:

@@ -87,7 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             log.warning("GAN_API_KEY is not set: admin routes are open; bind to loopback only")
         log.info("serving %s from %s", ", ".join(pool.names()) or "nothing", settings.models_dir)
         # What startup built (models, routes, schemas) lives as long as the app: frozen, the
-        # cyclic collector stops walking it on every full collection, which took about 40 ms
+        # cyclic collector stops walking it on every full collection, which took about 37 ms
         # of the event loop each time with the committed models loaded (README, Benchmarks).
         gc.collect()
         gc.freeze()
