@@ -45,6 +45,7 @@ class _Request:
     rows: int
     signature: _Signature
     future: asyncio.Future[np.ndarray]
+    deadline: float = 0.0  # loop time after which the caller gets Overloaded (with a timeout)
     taken: bool = False  # left the queue (into a batch, or dropped); guarded by the lock
 
 
@@ -65,7 +66,8 @@ class Batcher:
 
     If the engine raises, every caller of that batch gets that exception and the worker goes on.
     A caller cancelled while queued is dropped before its batch runs; one cancelled while its
-    batch runs just never sees its rows.
+    batch runs just never sees its rows. With ``timeout_s``, a caller not answered within that
+    many seconds gets ``Overloaded``, and is dropped like a cancelled one.
 
     Example::
 
@@ -83,6 +85,7 @@ class Batcher:
         max_delay_ms: float,
         max_queue: int,
         enabled: bool = True,
+        timeout_s: float | None = None,
         name: str = "",
         on_batch: Callable[[int], None] | None = None,
     ) -> None:
@@ -97,6 +100,7 @@ class Batcher:
         self._max_delay = max_delay_ms / 1000.0
         self._max_queue = max_queue
         self._enabled = enabled
+        self._timeout = timeout_s
         self._on_batch = on_batch
         self._name = name
         self._label = f"batcher {name}" if name else "batcher"
@@ -108,6 +112,10 @@ class Batcher:
         self._closing = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped: asyncio.Future[None] | None = None  # set when the worker has returned
+        # Callers in submission order, so in deadline order: one timer, for the oldest, serves
+        # them all, where a timer per request would cost the event loop a heap entry each.
+        self._deadlines: deque[_Request] = deque()
+        self._timer: asyncio.TimerHandle | None = None
 
     @property
     def queue_depth(self) -> int:
@@ -126,6 +134,9 @@ class Batcher:
 
     async def close(self) -> None:
         """Refuse new requests, let queued ones finish, then stop the worker."""
+        if self._timer is not None:
+            self._timer.cancel()  # what is queued is finished, however long it takes
+            self._timer = None
         with self._cond:
             self._closing = True
             self._cond.notify()  # an idle worker wakes, sees the closed empty queue, and returns
@@ -152,16 +163,40 @@ class Batcher:
             self._waiting_rows += rows
             if self._waiting_rows >= self._wake_at_rows:
                 self._cond.notify()
+        if self._timeout is not None:
+            request.deadline = self._loop.time() + self._timeout
+            self._deadlines.append(request)
+            if self._timer is None:
+                self._timer = self._loop.call_at(request.deadline, self._expire)
         try:
             return await request.future
         except asyncio.CancelledError:
             # The client went away: free its queue space now and spend no compute on it.
-            with self._cond:
-                if not request.taken:
-                    self._queue.remove(request)
-                    self._waiting_rows -= rows
-                    request.taken = True
+            self._unqueue(request)
             raise
+
+    def _unqueue(self, request: _Request) -> None:
+        with self._cond:
+            if not request.taken:
+                self._queue.remove(request)
+                self._waiting_rows -= request.rows
+                request.taken = True
+
+    def _expire(self) -> None:
+        """Answer the callers past their deadline with Overloaded; re-arm for the next one."""
+        assert self._loop is not None and self._timeout is not None
+        self._timer = None
+        now = self._loop.time()
+        while self._deadlines:
+            request = self._deadlines[0]
+            if not request.future.done():
+                if request.deadline > now:
+                    self._timer = self._loop.call_at(request.deadline, self._expire)
+                    return
+                self._unqueue(request)
+                message = f"not served within {self._timeout:g} s; retry later"
+                request.future.set_exception(Overloaded(message, retry_after=1))
+            self._deadlines.popleft()
 
     # The worker thread.
 
@@ -241,6 +276,8 @@ class Batcher:
                 else:
                     request.future.set_result(outcome[offset : offset + request.rows])
             offset += request.rows
+        while self._deadlines and self._deadlines[0].future.done():  # they need no timer
+            self._deadlines.popleft()
         if self._on_batch is not None:
             try:
                 self._on_batch(rows)

@@ -27,7 +27,7 @@ import numpy as np
 from app import imaging
 from app.batching import Batcher, RunFn
 from app.engine import Engine, load_engine
-from app.errors import ApiError, IntegrityError, NotFound, NotReady, Overloaded
+from app.errors import ApiError, IntegrityError, NotFound, NotReady
 from app.metrics import Metrics
 from app.registry import DEFAULT_ALIAS, LATEST, Listing, Manifest, Repository, sha256_file
 from app.settings import Settings
@@ -108,7 +108,6 @@ class LoadedModel:
     discriminator: Batcher | None
     device: str
     artifacts: ArtifactCheck
-    timeout_s: float = 60.0
 
     @property
     def name(self) -> str:
@@ -121,21 +120,14 @@ class LoadedModel:
     async def generate(self, z: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
         """Pixels uint8 [N, H, W, C]: the generator's output mapped by the manifest's range."""
         inputs = {"z": z} if labels is None else {"z": z, "label": labels}
-        return await self._submit(self.generator, inputs)
+        return await self.generator.submit(inputs)
 
     async def discriminate(self, images: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
         """Logits [N] for images [N, C, H, W] in the output range."""
         if self.discriminator is None:
             raise NotFound(f"{self.name} v{self.version} has no discriminator")
         inputs = {"image": images} if labels is None else {"image": images, "label": labels}
-        return (await self._submit(self.discriminator, inputs))[:, 0]
-
-    async def _submit(self, batcher: Batcher, inputs: dict[str, np.ndarray]) -> np.ndarray:
-        try:
-            async with asyncio.timeout(self.timeout_s):
-                return await batcher.submit(inputs)
-        except TimeoutError as e:
-            raise Overloaded(f"not served within {self.timeout_s:g} s; retry later") from e
+        return (await self.discriminator.submit(inputs))[:, 0]
 
     async def close(self) -> None:
         await self.generator.close()
@@ -341,6 +333,7 @@ class ModelPool:
                 max_delay_ms=s.max_delay_ms,
                 max_queue=s.queue_size,
                 enabled=s.batching,
+                timeout_s=s.request_timeout_s,
                 name=f"{name}-v{version}-{role}",
                 on_batch=histogram.observe,
             )
@@ -359,7 +352,6 @@ class ModelPool:
             batcher(d.run, "discriminator") if d else None,
             g.device,
             artifacts,
-            s.request_timeout_s,
         )
         await model.generator.start()
         if model.discriminator is not None:

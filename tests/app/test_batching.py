@@ -413,6 +413,48 @@ def test_a_batch_starts_while_the_event_loop_is_busy() -> None:
     run(main())
 
 
+def test_a_caller_past_its_timeout_is_overloaded_and_its_queued_work_dropped() -> None:
+    gate = threading.Event()
+    engine = Engine(gate)
+
+    async def main() -> None:
+        batcher = make(engine, max_delay_ms=0, timeout_s=0.05)
+        await batcher.start()
+        running = asyncio.create_task(batcher.submit(request(1, 0)))
+        await asyncio.to_thread(engine.started.wait, 2)  # the engine is stuck on it
+        queued = asyncio.create_task(batcher.submit(request(2, 500)))
+        for task in (running, queued):
+            with pytest.raises(Overloaded, match="not served within 0.05 s") as info:
+                await task
+            assert info.value.retry_after == 1
+        assert batcher.queue_depth == 0  # the queued one left at its deadline
+        gate.set()
+        x = request(1, 7)  # the timer re-arms for callers that come later
+        assert_same(await batcher.submit(x), x)
+        await batcher.close()
+
+    run(main())
+    assert 500 not in np.concatenate(engine.labels)  # the expired request never ran
+    assert engine.sizes == [1, 1]
+
+
+def test_a_timer_that_finds_every_caller_answered_does_no_harm() -> None:
+    engine = Engine()
+
+    async def main() -> None:
+        batcher = make(engine, max_delay_ms=0, timeout_s=0.05)
+        await batcher.start()
+        for i in range(3):
+            x = request(1, i, seed=i)
+            assert_same(await batcher.submit(x), x)
+        await asyncio.sleep(0.1)  # past every deadline: the timer finds them all answered
+        x = request(2, 9)
+        assert_same(await batcher.submit(x), x)
+        await batcher.close()
+
+    run(main())
+
+
 def test_settings_are_checked() -> None:
     with pytest.raises(ValueError, match="max_batch must be at least 1"):
         Batcher(forward, max_batch=0, max_delay_ms=1, max_queue=1)
