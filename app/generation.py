@@ -8,8 +8,6 @@ Rules a client can rely on (and reproduce with numpy and ONNX Runtime alone):
 
 from __future__ import annotations
 
-import asyncio
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -26,7 +24,7 @@ class Samples:
     images: np.ndarray  # uint8 [N, H, W, C]
     seeds: list[int]
     labels: np.ndarray | None  # int64 [N]
-    z: np.ndarray  # float32 [N, latent_dim]
+    truncation: float | None
 
 
 def resolve_labels(
@@ -67,12 +65,14 @@ async def sample(
     labels: int | Sequence[int] | None,
     truncation: float | None,
 ) -> Samples:
-    m = model.manifest
-    y = resolve_labels(m, seeds, labels)
-    # One generator per seed costs ~10 us each: keep big draws off the event loop.
-    draw = functools.partial(latent.latents, seeds, m.latent.dim, m.latent.prior, truncation)
-    z = draw() if len(seeds) <= 64 else await asyncio.to_thread(draw)
-    return Samples(await model.generate(z, y), list(seeds), y, z)
+    y = resolve_labels(model.manifest, seeds, labels)
+    images = await model.sample(seeds, y, truncation)
+    return Samples(images, list(seeds), y, truncation)
+
+
+def sample_latents(manifest: Manifest, out: Samples) -> np.ndarray:
+    """float32 [N, latent_dim]: the latents ``out``'s images were drawn from."""
+    return latent.latents(out.seeds, manifest.latent.dim, manifest.latent.prior, out.truncation)
 
 
 async def interpolate(
@@ -90,7 +90,7 @@ async def interpolate(
     y = resolve_labels(m, range(steps), label, field="label")
     t = latent.interpolation_steps(steps)
     z = (latent.slerp if method == "slerp" else latent.lerp)(start, end, t)
-    return t, await model.generate(z, y)
+    return t, await model.generate({"z": z}, y)
 
 
 def endpoint_latent(

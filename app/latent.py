@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import secrets
+import threading
 from collections.abc import Sequence
 from typing import Literal
 
@@ -44,10 +45,7 @@ def _draw(rng: np.random.Generator, n: int, prior: Prior) -> np.ndarray:
 
 def latent_for_seed(seed: int, dim: int, prior: Prior) -> np.ndarray:
     """Return the latent that ``seed`` names: float32 [dim], drawn as the module docstring says."""
-    _check_seed(seed)
-    if dim < 1:
-        raise ValueError(f"latent dim must be >= 1, got {dim}")
-    return _draw(np.random.default_rng(seed), dim, prior)
+    return latents([seed], dim, prior)[0]
 
 
 def request_seeds(n: int, seed: int | None = None, seeds: list[int] | None = None) -> list[int]:
@@ -107,90 +105,125 @@ def latents(
     seeds: Sequence[int], dim: int, prior: Prior, truncation: float | None = None
 ) -> np.ndarray:
     """Return float32 [N, dim]: row i is the latent of ``seeds[i]``, truncated when asked."""
+    for s in seeds:
+        _check_seed(s)
+    if dim < 1:
+        raise ValueError(f"latent dim must be >= 1, got {dim}")
+    states = _pcg64_states(seeds) if len(seeds) >= _VECTOR_HASH_FROM else map(_pcg64_state, seeds)
+    bits, rng = _generator()
     out = np.empty((len(seeds), dim), dtype=np.float32)
-    if len(seeds) >= _BATCH_SEEDING_FROM:
-        for s in seeds:
-            _check_seed(s)
-        if dim < 1:
-            raise ValueError(f"latent dim must be >= 1, got {dim}")
-        bits = np.random.PCG64(0)  # per call: latents() runs in several threads at once
-        rng = np.random.Generator(bits)
-        for i, (state, inc) in enumerate(_pcg64_states(seeds)):
-            bits.state = {
-                "bit_generator": "PCG64",
-                "state": {"state": state, "inc": inc},
-                "has_uint32": 0,  # no half of a 64-bit draw buffered: a fresh generator
-                "uinteger": 0,
-            }
-            out[i] = _draw(rng, dim, prior)
-    else:
-        for i, seed in enumerate(seeds):
-            out[i] = latent_for_seed(seed, dim, prior)
+    for i, (state, inc) in enumerate(states):
+        bits.state = {
+            "bit_generator": "PCG64",
+            "state": {"state": state, "inc": inc},
+            "has_uint32": 0,  # no half of a 64-bit draw buffered: a fresh generator
+            "uinteger": 0,
+        }
+        out[i] = _draw(rng, dim, prior)
     if truncation is not None:
         for i, seed in enumerate(seeds):
             out[i] = truncate(out[i], truncation, prior, seed)
     return out
 
 
-# default_rng(seed) is numpy's SeedSequence hash of the seed into a PCG64 state. Built one seed at
-# a time that costs ~25 us, most of a big request's latents; below, the same hash runs on all
-# the seeds at once as uint32 array arithmetic and only the state is set per seed: ~3x faster,
-# and bit-identical (tests compare it with default_rng). The constants and steps are those of
-# numpy/random/bit_generator.pyx (SeedSequence, frozen by NEP 19) and pcg64.c (srandom).
-_BATCH_SEEDING_FROM = 64
+def _generator() -> tuple[np.random.PCG64, np.random.Generator]:
+    """This thread's generator, reseeded per latent: building one runs numpy's seeding again."""
+    try:
+        return _local.generator
+    except AttributeError:
+        bits = np.random.PCG64(0)
+        _local.generator = bits, np.random.Generator(bits)
+        return _local.generator
+
+
+_local = threading.local()
+
+# default_rng(seed) is numpy's SeedSequence hash of the seed into a PCG64 state, which latents()
+# sets on one generator per thread rather than building a generator per seed (~8 us each). The
+# hash runs here: in Python ints per seed (~6 us), or as uint32 array arithmetic from 16 seeds
+# on (~100 us, almost all of it fixed cost), bit-identical either way (tests compare it with
+# default_rng). The constants and steps are those of numpy/random/bit_generator.pyx
+# (SeedSequence, frozen by NEP 19) and pcg64.c (srandom).
+_VECTOR_HASH_FROM = 16
 _M32, _M128 = 0xFFFFFFFF, (1 << 128) - 1
 _INIT_A, _MULT_A, _INIT_B, _MULT_B = 0x43B0D7E5, 0x931E8875, 0x8B51F9DD, 0x58F38DED
 _MIX_L, _MIX_R = 0xCA01F9DD, 0x4973F715
 _PCG_MULT = (2549297995355413924 << 64) + 4865540595714422341
 
 
-def _hash_consts(init: int, mult: int, count: int) -> list[tuple[np.uint32, np.uint32]]:
+def _hash_consts(init: int, mult: int, count: int) -> list[tuple[int, int]]:
     """(xor, multiplier) of each hash call: the hash constant advances the same for any seed."""
     out = []
     for _ in range(count):
-        out.append((np.uint32(init), np.uint32(init * mult & _M32)))
+        out.append((init, init * mult & _M32))
         init = init * mult & _M32
     return out
 
 
 _HASHMIX = _hash_consts(_INIT_A, _MULT_A, 4 + 4 * 3)  # entropy into the pool, then pool mixing
 _GENERATE = _hash_consts(_INIT_B, _MULT_B, 8)  # generate_state(4, uint64): 8 uint32 words
+# Pool mixing order: every (source, destination) pair of the 4 words but a word with itself.
+_MIX_ORDER = [(src, dst) for src in range(4) for dst in range(4) if src != dst]
+
+
+def _pcg64_state(seed: int) -> tuple[int, int]:
+    """(state, inc) of PCG64 after ``default_rng(seed)``, for one seed in [0, 2**63)."""
+    # The steps of _pcg64_states below, unrolled for one seed: it runs once per image.
+    (xor_0, mult_0), (xor_1, mult_1) = _HASHMIX[0], _HASHMIX[1]
+    lo = (seed & _M32 ^ xor_0) * mult_0 & _M32
+    hi = (seed >> 32 ^ xor_1) * mult_1 & _M32
+    pool = [lo ^ lo >> 16, hi ^ hi >> 16, *_ZERO_WORDS]
+    for src, dst, xor, mult in _MIX_STEPS:
+        v = (pool[src] ^ xor) * mult & _M32
+        mixed = (_MIX_L * pool[dst] - _MIX_R * (v ^ v >> 16)) & _M32
+        pool[dst] = mixed ^ mixed >> 16
+    words = []
+    for i, (xor, mult) in enumerate(_GENERATE):
+        v = (pool[i & 3] ^ xor) * mult & _M32
+        words.append(v ^ v >> 16)
+    return _srandom(*(words[k] | words[k + 1] << 32 for k in range(0, 8, 2)))
+
+
+def _zero_word(xor: int, mult: int) -> int:
+    v = xor * mult & _M32  # a zero-padded word hashes the same for every seed
+    return v ^ v >> 16
+
+
+_ZERO_WORDS = [_zero_word(*_HASHMIX[2]), _zero_word(*_HASHMIX[3])]
+_MIX_STEPS = [(src, dst, *_HASHMIX[4 + k]) for k, (src, dst) in enumerate(_MIX_ORDER)]
 
 
 def _pcg64_states(seeds: Sequence[int]) -> list[tuple[int, int]]:
-    """(state, inc) of PCG64 after ``default_rng(seed)``, for each seed in [0, 2**63)."""
+    """``_pcg64_state`` of each seed, hashed all at once as uint32 arrays."""
     s = np.asarray(seeds, dtype=np.uint64)
     shift = np.uint32(16)
     calls = iter(_HASHMIX)
 
     def hashmix(v: np.ndarray) -> np.ndarray:
         xor, mult = next(calls)
-        v = (v ^ xor) * mult
+        v = (v ^ np.uint32(xor)) * np.uint32(mult)
         return v ^ (v >> shift)
 
     with np.errstate(over="ignore"):  # uint32 arithmetic wraps, as in C
-        # A seed is 1 uint32 word of entropy (2 from 2**32 on); the pool of 4 is zero-padded,
-        # and a zero second word hashes the same as padding, so one formula serves all seeds.
         words = [(s & np.uint64(_M32)).astype(np.uint32), (s >> np.uint64(32)).astype(np.uint32)]
         zero = np.zeros(len(s), dtype=np.uint32)
         pool = [hashmix(words[0]), hashmix(words[1]), hashmix(zero), hashmix(zero)]
-        for src in range(4):
-            for dst in range(4):
-                if src != dst:
-                    mixed: np.ndarray = np.uint32(_MIX_L) * pool[dst] - np.uint32(_MIX_R) * hashmix(
-                        pool[src]
-                    )
-                    pool[dst] = mixed ^ (mixed >> shift)
+        for src, dst in _MIX_ORDER:
+            mixed: np.ndarray = np.uint32(_MIX_L) * pool[dst] - np.uint32(_MIX_R) * hashmix(
+                pool[src]
+            )
+            pool[dst] = mixed ^ (mixed >> shift)
         state = np.empty((len(s), 8), dtype=np.uint32)
         for i, (xor, mult) in enumerate(_GENERATE):
-            v = (pool[i % 4] ^ xor) * mult
+            v = (pool[i % 4] ^ np.uint32(xor)) * np.uint32(mult)
             state[:, i] = v ^ (v >> shift)
-    out = []
-    for seed_hi, seed_lo, inc_hi, inc_lo in state.view("<u8").tolist():
-        inc = ((inc_hi << 64 | inc_lo) << 1 | 1) & _M128
-        # pcg64 srandom: state 0, step, add the seed, step (a step is state * MULT + inc).
-        out.append((((inc + (seed_hi << 64 | seed_lo)) * _PCG_MULT + inc) & _M128, inc))
-    return out
+    return [_srandom(*row) for row in state.view("<u8").tolist()]
+
+
+def _srandom(seed_hi: int, seed_lo: int, inc_hi: int, inc_lo: int) -> tuple[int, int]:
+    """pcg64 srandom: state 0, step, add the seed, step (a step is state * MULT + inc)."""
+    inc = ((inc_hi << 64 | inc_lo) << 1 | 1) & _M128
+    return ((inc + (seed_hi << 64 | seed_lo)) * _PCG_MULT + inc) & _M128, inc
 
 
 def interpolation_steps(steps: int) -> np.ndarray:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -91,6 +92,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # of the event loop each time with the committed models loaded (README, Benchmarks).
         gc.collect()
         gc.freeze()
+        # A batch thread needs the GIL back after each engine call. While the event loop is
+        # busy, Python's 5 ms interval starts over each time the loop lets the GIL go and takes
+        # it straight back, so the thread waited for the loop to run dry: loop and engine took
+        # turns. A short interval lets them overlap (README, Benchmarks).
+        switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(settings.gil_switch_interval_us / 1e6)
         try:
             yield {
                 "settings": settings,
@@ -105,6 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if embedded:  # running jobs checkpoint and go back on the queue
                 await asyncio.to_thread(queue.stop_embedded)
             await pool.close()
+            sys.setswitchinterval(switch_interval)
             gc.unfreeze()
 
     app = FastAPI(

@@ -33,6 +33,12 @@ class Settings(BaseSettings):
     ort_spinning: bool = Field(
         True, description="ONNX Runtime threads spin between runs: faster, but burn CPU"
     )
+    gil_switch_interval_us: int = Field(
+        100,
+        ge=1,
+        le=1_000_000,
+        description="longest a busy thread keeps the GIL from a waiting one (Python: 5000)",
+    )
     default_model: str | None = Field(None, description="default: the first model by name")
     registry_poll_seconds: float = Field(2.0, ge=0, description="0 disables hot reload")
     max_loaded_versions: int = Field(4, ge=1, description="per model, besides the default")

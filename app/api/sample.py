@@ -17,6 +17,7 @@ from app.errors import InvalidInput, LimitExceeded
 from app.latent import request_seeds
 from app.metrics import Metrics
 from app.pool import ModelPool
+from app.registry import Manifest
 from app.settings import Settings
 
 router = APIRouter(tags=["sample"], responses=ERRORS, route_class=RequestRoute)
@@ -91,7 +92,7 @@ async def _sample(request: Request, body: SampleRequest) -> Response:
         return binary(png, "png", model, headers)
     if body.format == "zip":
         return binary(await off_loop(_zip, out, model.name, model.version), "zip", model, headers)
-    items = await off_loop(_items, out, body.return_latents)
+    items = await off_loop(_items, out, model.manifest if body.return_latents else None)
     content = SampleResponse(model=model.name, version=model.version, images=items)
     return Response(
         content.model_dump_json(),
@@ -126,13 +127,15 @@ def _zip(out: generation.Samples, name: str, version: int) -> bytes:
     return imaging.encode_zip(out.images, names, manifest)
 
 
-def _items(out: generation.Samples, with_latents: bool) -> list[SampleItem]:
+def _items(out: generation.Samples, latents_of: Manifest | None) -> list[SampleItem]:
+    """Each image as base64 PNG, with its latent when ``latents_of`` names the model."""
+    z = None if latents_of is None else generation.sample_latents(latents_of, out)
     return [
         SampleItem(
             seed=s,
             label=None if out.labels is None else int(out.labels[i]),
             png=base64.b64encode(imaging.encode_png(out.images[i])).decode(),
-            latent=out.z[i].tolist() if with_latents else None,
+            latent=None if z is None else z[i].tolist(),
         )
         for i, s in enumerate(out.seeds)
     ]
