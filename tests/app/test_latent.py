@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 import pytest
@@ -94,24 +95,59 @@ def test_image_i_of_a_batch_uses_seed_s_plus_i() -> None:
     np.testing.assert_array_equal(batch[2], latent_for_seed(102, 32, "normal"))
 
 
+EDGES = [0, 1, 2**32 - 1, 2**32, 2**32 + 1, 2**62, MAX_SEED - 1, MAX_SEED]
+
+
+def recipe(seeds: list[int], dim: int, prior: Prior) -> np.ndarray:
+    """The module docstring's recipe, one default_rng per seed."""
+    return np.stack(
+        [
+            np.random.default_rng(s).standard_normal(dim, dtype=np.float32)
+            if prior == "normal"
+            else np.random.default_rng(s).uniform(-SQRT3, SQRT3, dim).astype(np.float32)
+            for s in seeds
+        ]
+    )
+
+
 @pytest.mark.parametrize("prior", ["normal", "uniform"])
 def test_a_big_batch_draws_exactly_what_default_rng_draws_per_seed(prior: Prior) -> None:
     # Big batches hash their seeds into PCG64 states all at once (app/latent.py): every seed
     # size (1 or 2 uint32 words), the range ends and random seeds must match numpy exactly.
-    edges = [0, 1, 2**32 - 1, 2**32, 2**32 + 1, 2**62, MAX_SEED - 1, MAX_SEED]
     random = np.random.default_rng(0).integers(0, MAX_SEED, 2000, dtype=np.int64).tolist()
-    seeds = edges + random + list(range(100))
-    expected = np.stack(
-        [
-            np.random.default_rng(s).standard_normal(50, dtype=np.float32)
-            if prior == "normal"
-            else np.random.default_rng(s).uniform(-SQRT3, SQRT3, 50).astype(np.float32)
-            for s in seeds
-        ]
-    )
+    seeds = EDGES + random + list(range(100))
+    expected = recipe(seeds, 50, prior)
     np.testing.assert_array_equal(latents(seeds, 50, prior), expected)
     truncated = [truncate(z, 0.7, prior, s) for z, s in zip(expected[:80], seeds, strict=False)]
     np.testing.assert_array_equal(latents(seeds[:80], 50, prior, 0.7), np.stack(truncated))
+
+
+@pytest.mark.parametrize("prior", ["normal", "uniform"])
+def test_small_requests_draw_exactly_what_default_rng_draws_per_seed(prior: Prior) -> None:
+    # Below 16 seeds the hash runs seed by seed in Python ints: the other implementation.
+    random = np.random.default_rng(1).integers(0, MAX_SEED, 300, dtype=np.int64).tolist()
+    seeds = EDGES + random
+    for start in range(0, len(seeds), 7):
+        chunk = seeds[start : start + 7]
+        np.testing.assert_array_equal(latents(chunk, 20, prior), recipe(chunk, 20, prior))
+
+
+def test_threads_drawing_at_once_each_get_their_own_latents() -> None:
+    # Each thread reseeds its own generator: one shared generator would mix their draws.
+    seeds = list(range(1000, 1400))
+    expected = recipe(seeds, 64, "normal")
+    results: dict[int, list[np.ndarray]] = {}
+
+    def draw(k: int) -> None:
+        results[k] = [latents([s], 64, "normal")[0] for s in seeds]
+
+    threads = [threading.Thread(target=draw, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for k in range(4):
+        np.testing.assert_array_equal(np.stack(results[k]), expected)
 
 
 @pytest.mark.parametrize("bad", [-1, 2**63])

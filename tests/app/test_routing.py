@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import gc
+import sys
 from pathlib import Path
 
+import pytest
 from fastapi import APIRouter, FastAPI, Query, Request, Response
 from fastapi.testclient import TestClient
 
@@ -60,3 +62,12 @@ def test_startup_objects_are_frozen_while_serving_and_thawed_after(models_dir: P
     with TestClient(create_app(app_settings(models_dir))):
         assert gc.get_freeze_count() > 0  # the loaded models and app, out of every collection
     assert gc.get_freeze_count() == 0  # a stopped app can be collected like anything else
+
+
+def test_the_gil_switch_interval_is_short_while_serving_and_restored_after(
+    models_dir: Path,
+) -> None:
+    before = sys.getswitchinterval()
+    with TestClient(create_app(app_settings(models_dir, gil_switch_interval_us=250))):
+        assert sys.getswitchinterval() == pytest.approx(250e-6)
+    assert sys.getswitchinterval() == before  # a stopped app leaves the process as it was

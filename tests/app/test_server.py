@@ -56,6 +56,23 @@ def test_concurrent_requests_are_batched_and_exact(models_dir: Path, start_serve
     assert count < 16 + 1, "16 concurrent requests should share engine calls"
 
 
+def test_truncated_and_plain_requests_at_once_are_exact(models_dir: Path, start_server) -> None:  # type: ignore[no-untyped-def]
+    # The batch thread draws latents from seeds, with each row's own truncation threshold.
+    server = start_server(GAN_MODELS_DIR=str(models_dir), GAN_MAX_DELAY_MS="100")
+    thresholds = [0.5, 0.9, 1.5, None, None, 0.5, None, 0.3]
+    bodies = [
+        {"model": "tiny-cgan", "seed": 700 + 3 * i, "n": 3, "format": "npy"}
+        | ({} if t is None else {"truncation": t})
+        for i, t in enumerate(thresholds)
+    ]
+    together = asyncio.run(_concurrent(server.url, bodies))
+    for body, response in zip(bodies, together, strict=True):
+        alone = httpx.post(f"{server.url}/v1/sample", json=body)
+        assert response.status_code == 200 and response.content == alone.content
+    plain = {k: v for k, v in bodies[0].items() if k != "truncation"}
+    assert httpx.post(f"{server.url}/v1/sample", json=plain).content != together[0].content
+
+
 def test_batching_off_gives_the_same_bytes(models_dir: Path, start_server) -> None:  # type: ignore[no-untyped-def]
     on = start_server(GAN_MODELS_DIR=str(models_dir))
     off = start_server(GAN_MODELS_DIR=str(models_dir), GAN_BATCHING="false")
