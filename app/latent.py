@@ -168,7 +168,9 @@ _MIX_ORDER = [(src, dst) for src in range(4) for dst in range(4) if src != dst]
 
 def _pcg64_state(seed: int) -> tuple[int, int]:
     """(state, inc) of PCG64 after ``default_rng(seed)``, for one seed in [0, 2**63)."""
-    # The steps of _pcg64_states below, unrolled for one seed: it runs once per image.
+    # The steps of _pcg64_states below, unrolled for one seed: it runs once per image. A seed is
+    # 1 uint32 word of entropy (2 from 2**32 on); the pool of 4 is zero-padded, and a zero
+    # second word hashes the same as padding, so one formula serves all seeds.
     (xor_0, mult_0), (xor_1, mult_1) = _HASHMIX[0], _HASHMIX[1]
     lo = (seed & _M32 ^ xor_0) * mult_0 & _M32
     hi = (seed >> 32 ^ xor_1) * mult_1 & _M32

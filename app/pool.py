@@ -157,9 +157,8 @@ class LoadedModel:
 def _seeded(inputs: dict[str, np.ndarray], manifest: Manifest) -> dict[str, np.ndarray]:
     """A batch's inputs with its seeds (and truncation thresholds) drawn into latents ``z``.
 
-    Drawn here, in the batch thread, a latent costs about 10 us; on the event loop it cost
-    several times that, as numpy's generators hand the GIL to the batch thread mid-draw
-    (README, Benchmarks).
+    Here, not on the event loop: there a latent cost 33 to 43 us of a request, as numpy ran
+    cold and each draw handed the GIL to this thread (README, Benchmarks).
     """
     seeds = inputs["seed"].tolist()
     prior = manifest.latent.prior
