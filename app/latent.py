@@ -102,9 +102,15 @@ def truncate(z: np.ndarray, threshold: float, prior: Prior, seed: int) -> np.nda
 
 
 def latents(
-    seeds: Sequence[int], dim: int, prior: Prior, truncation: float | None = None
+    seeds: Sequence[int],
+    dim: int,
+    prior: Prior,
+    truncation: float | Sequence[float] | None = None,
 ) -> np.ndarray:
-    """Return float32 [N, dim]: row i is the latent of ``seeds[i]``, truncated when asked."""
+    """Return float32 [N, dim]: row i is the latent of ``seeds[i]``, truncated when asked.
+
+    ``truncation`` is one threshold for every row, or one per row.
+    """
     for s in seeds:
         _check_seed(s)
     if dim < 1:
@@ -121,8 +127,10 @@ def latents(
         }
         out[i] = _draw(rng, dim, prior)
     if truncation is not None:
-        for i, seed in enumerate(seeds):
-            out[i] = truncate(out[i], truncation, prior, seed)
+        if isinstance(truncation, float | int):
+            truncation = [truncation] * len(seeds)
+        for i, (seed, threshold) in enumerate(zip(seeds, truncation, strict=True)):
+            out[i] = truncate(out[i], threshold, prior, seed)
     return out
 
 

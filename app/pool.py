@@ -160,13 +160,10 @@ def _seeded(inputs: dict[str, np.ndarray], manifest: Manifest) -> dict[str, np.n
     Here, not on the event loop: there a latent cost 33 to 43 us of a request, as numpy ran
     cold and each draw handed the GIL to this thread (README, Benchmarks).
     """
-    seeds = inputs["seed"].tolist()
-    prior = manifest.latent.prior
-    z = latent.latents(seeds, manifest.latent.dim, prior)
-    if "truncation" in inputs:
-        thresholds = inputs["truncation"].tolist()
-        for i, (seed, threshold) in enumerate(zip(seeds, thresholds, strict=True)):
-            z[i] = latent.truncate(z[i], threshold, prior, seed)
+    thresholds = inputs["truncation"].tolist() if "truncation" in inputs else None
+    z = latent.latents(
+        inputs["seed"].tolist(), manifest.latent.dim, manifest.latent.prior, thresholds
+    )
     engine_inputs = {"z": z}
     if "label" in inputs:
         engine_inputs["label"] = inputs["label"]
