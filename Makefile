@@ -17,8 +17,9 @@ $(VENV)/.installed: pyproject.toml requirements/constraints.txt
 	$(PIP) -e ".[train,redis,test]"
 	touch $@
 
+# "python -m": an engine process starts without running the launcher script again (app/runtime.py).
 serve: install
-	$(BIN)/uvicorn --factory app.main:create_app --host $(HOST) --port $(PORT) --no-access-log
+	$(BIN)/python -m uvicorn --factory app.main:create_app --host $(HOST) --port $(PORT) --no-access-log
 
 lint: install
 	$(BIN)/ruff check app training tests benchmarks examples
@@ -26,7 +27,7 @@ lint: install
 	$(BIN)/mypy
 
 test: install lint browser
-	$(BIN)/pytest
+	$(BIN)/python -m pytest
 
 # Debian's Chromium for the playground's browser test (Playwright drives it; Playwright's own
 # browser download is never used). Without it that test skips, and fails under CI=true.
@@ -37,7 +38,7 @@ browser:
 
 # docs/playground-*.png from the committed models; the job shown is cancelled, publishing nothing.
 screenshots: install browser
-	$(BIN)/pytest tests/app/test_playground.py -m screenshots
+	$(BIN)/python -m pytest tests/app/test_playground.py -m screenshots
 
 # The committed evaluation classifier, then the two committed models: both at once, one
 # thread each, as the committed runs were (float results depend on the thread count).
@@ -62,7 +63,7 @@ load: install
 
 # The schema fuzzer of `make test`, 500 examples per operation instead of 25.
 fuzz: install
-	FUZZ_EXAMPLES=500 $(BIN)/pytest tests/app/test_fuzz.py
+	FUZZ_EXAMPLES=500 $(BIN)/python -m pytest tests/app/test_fuzz.py
 
 # Known vulnerabilities in the pinned dependencies (PyPI's advisory data; needs the network).
 # --strict: a package that cannot be looked up fails the audit instead of passing unchecked.

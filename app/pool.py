@@ -25,12 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-from app import imaging, latent
 from app.batching import Batcher, RunFn
-from app.engine import Engine, load_engine
-from app.errors import ApiError, IntegrityError, NotFound, NotReady
+from app.errors import ApiError, NotFound, NotReady
 from app.metrics import Metrics
 from app.registry import DEFAULT_ALIAS, LATEST, Listing, Manifest, Repository, sha256_file
+from app.runtime import Runtime, start_runtime
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -105,9 +104,9 @@ def _fault(path: Path, expected: str) -> str | None:
 @dataclass
 class LoadedModel:
     manifest: Manifest
+    runtime: Runtime
     generator: Batcher
     discriminator: Batcher | None
-    device: str
     artifacts: ArtifactCheck
 
     @property
@@ -118,12 +117,16 @@ class LoadedModel:
     def version(self) -> int:
         return self.manifest.version
 
+    @property
+    def device(self) -> str:
+        return self.runtime.device
+
     async def sample(
         self, seeds: Sequence[int], labels: np.ndarray | None, truncation: float | None
     ) -> np.ndarray:
         """Pixels uint8 [N, H, W, C] of the images the seeds name (app/latent.py).
 
-        The batch thread draws the latents, not the event loop (``_seeded``).
+        The runtime draws the latents, not the event loop (app/runtime.py).
         """
         inputs = {"seed": np.asarray(seeds, dtype=np.int64)}
         if truncation is not None:
@@ -149,25 +152,11 @@ class LoadedModel:
         return (await self.discriminator.submit(inputs))[:, 0]
 
     async def close(self) -> None:
+        """Finish what is queued, then stop the engines."""
         await self.generator.close()
         if self.discriminator is not None:
             await self.discriminator.close()
-
-
-def _seeded(inputs: dict[str, np.ndarray], manifest: Manifest) -> dict[str, np.ndarray]:
-    """A batch's inputs with its seeds (and truncation thresholds) drawn into latents ``z``.
-
-    Here, not on the event loop: there a latent cost 33 to 43 us of a request, as numpy ran
-    cold and each draw handed the GIL to this thread (README, Benchmarks).
-    """
-    thresholds = inputs["truncation"].tolist() if "truncation" in inputs else None
-    z = latent.latents(
-        inputs["seed"].tolist(), manifest.latent.dim, manifest.latent.prior, thresholds
-    )
-    engine_inputs = {"z": z}
-    if "label" in inputs:
-        engine_inputs["label"] = inputs["label"]
-    return engine_inputs
+        await asyncio.to_thread(self.runtime.close)
 
 
 @dataclass
@@ -357,7 +346,7 @@ class ModelPool:
         return await asyncio.shield(task)
 
     async def _load_now(self, name: str, version: int) -> LoadedModel:
-        manifest, g, d, artifacts = await asyncio.to_thread(self._load_engines, name, version)
+        manifest, runtime, artifacts = await asyncio.to_thread(self._load_runtime, name, version)
         s = self.settings
 
         def batcher(run: RunFn, role: str) -> Batcher:
@@ -375,19 +364,11 @@ class ModelPool:
             self.metrics.queue_depth.labels(name, role).set_function(lambda: b.queue_depth)
             return b
 
-        lo, hi = manifest.output_range
-
-        def pixels(inputs: dict[str, np.ndarray]) -> np.ndarray:
-            # In the batch's thread, once per engine call rather than once per request.
-            if "seed" in inputs:
-                inputs = _seeded(inputs, manifest)
-            return imaging.to_uint8(g.run(inputs), (lo, hi))
-
         model = LoadedModel(
             manifest,
-            batcher(pixels, "generator"),
-            batcher(d.run, "discriminator") if d else None,
-            g.device,
+            runtime,
+            batcher(runtime.generate, "generator"),
+            batcher(runtime.discriminate, "discriminator") if runtime.has_discriminator else None,
             artifacts,
         )
         await model.generator.start()
@@ -395,39 +376,13 @@ class ModelPool:
             await model.discriminator.start()
         return model
 
-    def _load_engines(
-        self, name: str, version: int
-    ) -> tuple[Manifest, Engine, Engine | None, ArtifactCheck]:
+    def _load_runtime(self, name: str, version: int) -> tuple[Manifest, Runtime, ArtifactCheck]:
         folder = self.repo.version_dir(name, version)
         stamps = stamp_files(folder)  # before hashing: a write after this shows at the next check
         manifest = self.repo.verify(name, version)
-        g = load_engine(folder, manifest, "generator", self.settings)
-        d = None
-        if manifest.artifact("discriminator", "onnx") or manifest.artifact("discriminator", "pt"):
-            d = load_engine(folder, manifest, "discriminator", self.settings)
-        _warm_up(manifest, g, d)
-        return manifest, g, d, ArtifactCheck(folder, dict(manifest.artifacts), stamps)
-
-
-def _warm_up(manifest: Manifest, g: Engine, d: Engine | None) -> None:
-    """One tiny call each, so a broken graph fails here and not on a user's request."""
-    z = np.zeros((1, manifest.latent.dim), dtype=np.float32)
-    label = np.zeros(1, dtype=np.int64)
-    inputs: dict[str, np.ndarray] = {"z": z, "label": label} if manifest.conditional else {"z": z}
-    try:
-        image = g.run(inputs)
-        expected = (1, *manifest.image_shape)
-        if image.shape != expected:
-            raise IntegrityError(f"generator returns {image.shape}, the manifest says {expected}")
-        if d is not None:
-            feeds = {"image": image, "label": label} if manifest.conditional else {"image": image}
-            logit = d.run(feeds)
-            if logit.shape != (1, 1):
-                raise IntegrityError(f"discriminator returns {logit.shape}, expected (1, 1)")
-    except IntegrityError:
-        raise
-    except Exception as e:  # a graph whose inputs do not match its manifest
-        raise IntegrityError(f"{manifest.name} v{manifest.version} fails a test run: {e}") from e
+        restarts = self.metrics.engine_restarts.labels(name)
+        runtime = start_runtime(folder, manifest, self.settings, on_restart=restarts.inc)
+        return manifest, runtime, ArtifactCheck(folder, dict(manifest.artifacts), stamps)
 
 
 __all__ = ["LATEST", "ArtifactCheck", "LoadedModel", "ModelPool", "stamp_files"]

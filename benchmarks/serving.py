@@ -95,12 +95,31 @@ class Server:
                 time.sleep(0.1)
         raise RuntimeError("server did not start")
 
+    def pids(self) -> list[int]:
+        """The server and every process under it: the forkserver and the engine processes."""
+        found, todo = [], [self.proc.pid]
+        while todo:
+            pid = todo.pop()
+            found.append(pid)
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                todo.extend(int(child) for child in (task / "children").read_text().split())
+        return found
+
     def cpu_seconds(self, loop_only: bool = False) -> float:
-        """CPU time of the server process, or of its main thread (the event loop) alone."""
+        """CPU time of the server and its engine processes, or of the event loop's thread."""
         pid = self.proc.pid
-        stat = Path(f"/proc/{pid}/task/{pid}/stat" if loop_only else f"/proc/{pid}/stat")
-        fields = stat.read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        if loop_only:
+            return _cpu_seconds(Path(f"/proc/{pid}/task/{pid}/stat"))
+        return sum(_cpu_seconds(Path(f"/proc/{p}/stat")) for p in self.pids())
+
+    def memory_mb(self) -> float:
+        """PSS of the server and its engine processes: shared pages counted once in all."""
+        total_kb = 0
+        for pid in self.pids():
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total_kb += int(line.split()[1])
+        return total_kb / 1024
 
     def batches(self) -> tuple[float, float]:
         """(rows, engine calls) of every generator batcher so far, from /metrics."""
@@ -115,6 +134,11 @@ class Server:
         self.proc.terminate()
         self.proc.wait()
         shutil.rmtree(self.data, ignore_errors=True)
+
+
+def _cpu_seconds(stat: Path) -> float:
+    fields = stat.read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def http_rate(server: Server, body: dict, seconds: float) -> float:

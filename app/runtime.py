@@ -1,0 +1,328 @@
+"""Where a loaded version's engines run: in a child process (the default), or in this one.
+
+A runtime turns a batch into results: ``generate`` takes seeds (or latents ``z``) and returns
+pixels, ``discriminate`` takes images and returns logits. The batchers call it from their
+threads, one call per role at a time.
+
+``ProcessRuntime`` runs the engines in a child process per version. Drawing latents, running
+the engine and converting to pixels then never hold the server's GIL: in this process a batch
+cost one pipe write and one read, where it used to release and retake the GIL a couple of dozen
+times (once per latent drawn, once per numpy step), each time waiting for a busy event loop to
+let go (README, Benchmarks). A child that dies is started again on the next call, after its
+files are checked against the manifest once more; the call that found it dead is answered 503.
+
+    >>> runtime = start_runtime(folder, manifest, settings)   # loads, warms up, or raises
+    >>> pixels = runtime.generate({"seed": np.array([7, 8])})  # uint8 [2, H, W, C]
+    >>> runtime.close()
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import multiprocessing
+import multiprocessing.connection
+import pickle
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from app import imaging, latent
+from app.engine import Engine, load_engine
+from app.errors import ApiError, IntegrityError, NotReady
+from app.registry import Manifest, sha256_file
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+Inputs = dict[str, np.ndarray]
+Connection = multiprocessing.connection.Connection
+
+
+class Runtime(Protocol):
+    device: str
+    has_discriminator: bool
+
+    def generate(self, inputs: Inputs) -> np.ndarray: ...
+
+    def discriminate(self, inputs: Inputs) -> np.ndarray: ...
+
+    def close(self) -> None: ...
+
+
+def start_runtime(
+    folder: Path,
+    manifest: Manifest,
+    settings: Settings,
+    on_restart: Callable[[], None] = lambda: None,
+) -> Runtime:
+    """Load and warm a verified version's engines where ``settings.engine_process`` says."""
+    if settings.engine_process:
+        return ProcessRuntime(folder, manifest, settings, on_restart)
+    return LocalRuntime.load(folder, manifest, settings)
+
+
+class LocalRuntime:
+    """The engines in this process; also what a ``ProcessRuntime``'s child runs."""
+
+    def __init__(self, manifest: Manifest, generator: Engine, discriminator: Engine | None):
+        self.manifest = manifest
+        self.device = generator.device
+        self.has_discriminator = discriminator is not None
+        self._generator = generator
+        self._discriminator = discriminator
+        lo, hi = manifest.output_range
+        self._range = (lo, hi)
+
+    @classmethod
+    def load(cls, folder: Path, manifest: Manifest, settings: Settings) -> LocalRuntime:
+        g = load_engine(folder, manifest, "generator", settings)
+        d = None
+        if manifest.artifact("discriminator", "onnx") or manifest.artifact("discriminator", "pt"):
+            d = load_engine(folder, manifest, "discriminator", settings)
+        _warm_up(manifest, g, d)
+        return cls(manifest, g, d)
+
+    def generate(self, inputs: Inputs) -> np.ndarray:
+        """Pixels uint8 [N, H, W, C] for ``{"seed", ["truncation"], ["label"]}`` or ``{"z"}``."""
+        if "seed" in inputs:
+            inputs = _seeded(inputs, self.manifest)
+        return imaging.to_uint8(self._generator.run(inputs), self._range)
+
+    def discriminate(self, inputs: Inputs) -> np.ndarray:
+        """Logits [N, 1] for ``{"image": [N, C, H, W] in the output range, ["label"]}``."""
+        if self._discriminator is None:
+            m = self.manifest
+            raise RuntimeError(f"{m.name} v{m.version} has no discriminator")
+        return self._discriminator.run(inputs)
+
+    def close(self) -> None:
+        pass  # the sessions go with the object
+
+
+def _seeded(inputs: Inputs, manifest: Manifest) -> Inputs:
+    """A batch's inputs with its seeds (and truncation thresholds) drawn into latents ``z``."""
+    thresholds = inputs["truncation"].tolist() if "truncation" in inputs else None
+    z = latent.latents(
+        inputs["seed"].tolist(), manifest.latent.dim, manifest.latent.prior, thresholds
+    )
+    return {"z": z, "label": inputs["label"]} if "label" in inputs else {"z": z}
+
+
+def _warm_up(manifest: Manifest, g: Engine, d: Engine | None) -> None:
+    """One tiny call each, so a broken graph fails here and not on a user's request."""
+    z = np.zeros((1, manifest.latent.dim), dtype=np.float32)
+    label = np.zeros(1, dtype=np.int64)
+    inputs: Inputs = {"z": z, "label": label} if manifest.conditional else {"z": z}
+    try:
+        image = g.run(inputs)
+        expected = (1, *manifest.image_shape)
+        if image.shape != expected:
+            raise IntegrityError(f"generator returns {image.shape}, the manifest says {expected}")
+        if d is not None:
+            feeds = {"image": image, "label": label} if manifest.conditional else {"image": image}
+            logit = d.run(feeds)
+            if logit.shape != (1, 1):
+                raise IntegrityError(f"discriminator returns {logit.shape}, expected (1, 1)")
+    except IntegrityError:
+        raise
+    except Exception as e:  # a graph whose inputs do not match its manifest
+        raise IntegrityError(f"{manifest.name} v{manifest.version} fails a test run: {e}") from e
+
+
+# --- the child process ------------------------------------------------------------------------
+
+
+@functools.cache
+def _context() -> multiprocessing.context.BaseContext:
+    # forkserver: children fork from a clean process that has imported this module and ONNX
+    # Runtime once, so a version starts in milliseconds of forking rather than seconds of
+    # imports, and never inherits the server's threads (forking those is unsafe).
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__, "onnxruntime"])
+    return context
+
+
+def _child_main(
+    conns: dict[str, Connection], folder: Path, manifest: Manifest, settings: Settings
+) -> None:
+    # Ctrl-C in a terminal reaches the whole process group; the server's shutdown stops us.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        runtime = LocalRuntime.load(folder, manifest, settings)
+    except BaseException as e:
+        conns["generator"].send(("error", _portable(e)))
+        return
+    conns["generator"].send(("ready", runtime.device))
+    if runtime.has_discriminator:
+        threading.Thread(
+            target=_serve, args=(conns["discriminator"], runtime.discriminate), daemon=True
+        ).start()
+    _serve(conns["generator"], runtime.generate)  # returns when the server closes the pipe
+
+
+def _serve(conn: Connection, run: Callable[[Inputs], np.ndarray]) -> None:
+    while True:
+        try:
+            inputs = conn.recv()
+        except EOFError:
+            return
+        reply: tuple[str, np.ndarray | BaseException]
+        try:
+            reply = ("ok", run(inputs))
+        except Exception as e:  # the caller's batch gets it; the child serves on
+            reply = ("error", _portable(e))
+        conn.send(reply)
+
+
+def _portable(e: BaseException) -> BaseException:
+    """``e`` if it survives pickling (ours do), else a RuntimeError that says what it was."""
+    try:
+        pickle.loads(pickle.dumps(e))
+    except Exception:
+        return RuntimeError(f"{type(e).__name__}: {e}")
+    return e
+
+
+@dataclass
+class _Child:
+    process: multiprocessing.process.BaseProcess
+    conns: dict[str, Connection]
+    device: str
+    dead: bool = False
+
+    @classmethod
+    def start(cls, folder: Path, manifest: Manifest, settings: Settings) -> _Child:
+        context = _context()
+        pipes = {role: context.Pipe() for role in ("generator", "discriminator")}
+        theirs = {role: pipe[1] for role, pipe in pipes.items()}
+        process = context.Process(  # type: ignore[attr-defined]
+            target=_child_main,
+            args=(theirs, folder, manifest, settings),
+            name=f"engine-{manifest.name}-v{manifest.version}",
+            daemon=True,  # never outlives the server, however it exits
+        )
+        process.start()
+        child = cls(process, {role: pipe[0] for role, pipe in pipes.items()}, "")
+        for conn in theirs.values():
+            conn.close()  # so that our reads see EOF when the child dies
+        try:
+            status, value = child.conns["generator"].recv()
+        except EOFError:
+            child.stop()
+            raise IntegrityError(
+                f"{manifest.name} v{manifest.version}: the engine process {child.exit()} "
+                "while loading"
+            ) from None
+        if status == "error":
+            child.stop()
+            raise value
+        child.device = value
+        return child
+
+    def exit(self) -> str:
+        """How the process ended, in words."""
+        self.process.join(1)
+        code = self.process.exitcode
+        if code is None:
+            return "stopped answering"
+        return f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+
+    def stop(self) -> None:
+        for conn in self.conns.values():
+            conn.close()  # the child reads EOF and returns
+        self.process.join(5)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+
+
+class ProcessRuntime:
+    """The engines in a child process (module docstring). Thread-safe for one caller per role."""
+
+    def __init__(
+        self,
+        folder: Path,
+        manifest: Manifest,
+        settings: Settings,
+        on_restart: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.manifest = manifest
+        self._start = functools.partial(_Child.start, folder, manifest, settings)
+        self._folder = folder
+        self._on_restart = on_restart
+        self._lock = threading.Lock()  # one restart at a time, and none after close
+        self._closed = False
+        self._child = self._start()
+        self.device = self._child.device
+        self.has_discriminator = bool(
+            manifest.artifact("discriminator", "onnx") or manifest.artifact("discriminator", "pt")
+        )
+
+    @property
+    def pid(self) -> int | None:
+        return self._child.process.pid
+
+    def generate(self, inputs: Inputs) -> np.ndarray:
+        return self._call("generator", inputs)
+
+    def discriminate(self, inputs: Inputs) -> np.ndarray:
+        return self._call("discriminator", inputs)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._child.stop()
+
+    def _call(self, role: str, inputs: Inputs) -> np.ndarray:
+        child = self._live_child()
+        try:
+            child.conns[role].send(inputs)
+            status, value = child.conns[role].recv()
+        except (EOFError, OSError):
+            child.dead = True
+            name = f"{self.manifest.name} v{self.manifest.version}"
+            how = child.exit()
+            log.error("%s: the engine process %s; starting another", name, how)
+            raise NotReady(
+                f"the engine process of {name} {how} during this request; it is being "
+                "restarted, retry"
+            ) from None
+        if status == "error":
+            raise value
+        result: np.ndarray = value
+        return result
+
+    def _live_child(self) -> _Child:
+        child = self._child
+        if not child.dead:
+            return child
+        with self._lock:
+            if self._closed:
+                raise NotReady(f"{self.manifest.name} v{self.manifest.version} is shutting down")
+            if self._child is child:  # not restarted yet by the other role's thread
+                child.stop()
+                self._child = self._restart()
+            return self._child
+
+    def _restart(self) -> _Child:
+        name = f"{self.manifest.name} v{self.manifest.version}"
+        try:
+            for file, expected in self.manifest.artifacts.items():
+                # Never start on files other than the ones verified at load.
+                if sha256_file(self._folder / file) != expected:
+                    raise IntegrityError(f"{file} changed on disk since it was loaded")
+            child = self._start()
+        except (ApiError, OSError) as e:
+            detail = e.detail if isinstance(e, ApiError) else str(e)
+            log.error("%s: cannot restart the engine process: %s", name, detail)
+            raise NotReady(f"the engine process of {name} cannot restart: {detail}") from e
+        self._on_restart()
+        log.info("%s: engine process restarted (pid %s)", name, child.process.pid)
+        return child

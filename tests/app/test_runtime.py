@@ -1,0 +1,167 @@
+"""Runtimes: engines in a child process give what engines in this one give, and survive it dying."""
+
+from __future__ import annotations
+
+import io
+import json
+import multiprocessing
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
+
+from app.errors import IntegrityError, NotReady
+from app.main import create_app
+from app.registry import MANIFEST, Repository
+from app.runtime import LocalRuntime, ProcessRuntime, start_runtime
+from app.settings import Settings
+
+from ..conftest import app_settings
+
+SETTINGS = Settings(device="cpu")
+
+
+def _version(models_dir: Path, name: str) -> tuple[Path, object]:
+    repo = Repository(models_dir)
+    return repo.version_dir(name, 1), repo.verify(name, 1)
+
+
+@pytest.fixture
+def cgan(models_dir: Path) -> Iterator[tuple[LocalRuntime, ProcessRuntime, list[int]]]:
+    folder, manifest = _version(models_dir, "tiny-cgan")
+    restarts: list[int] = []
+    local = LocalRuntime.load(folder, manifest, SETTINGS)  # type: ignore[arg-type]
+    remote = ProcessRuntime(folder, manifest, SETTINGS, lambda: restarts.append(1))  # type: ignore[arg-type]
+    yield local, remote, restarts
+    remote.close()
+
+
+def _kill(runtime: ProcessRuntime) -> None:
+    process = runtime._child.process
+    os.kill(process.pid, signal.SIGKILL)  # type: ignore[arg-type]
+    process.join(10)  # until the kernel has closed its end of the pipes
+
+
+def test_the_child_process_gives_the_same_pixels_and_logits(
+    cgan: tuple[LocalRuntime, ProcessRuntime, list[int]],
+) -> None:
+    local, remote, _ = cgan
+    assert remote.pid != os.getpid() and remote.device == "cpu" and remote.has_discriminator
+    seeds = {"seed": np.arange(5, dtype=np.int64), "label": np.arange(5, dtype=np.int64)}
+    truncated = {**seeds, "truncation": np.array([0.5, 1.0, 0.5, 2.0, 0.3])}
+    z = {"z": np.ones((2, 8), np.float32), "label": np.array([3, 4])}
+    for inputs in (seeds, truncated, z):
+        pixels = remote.generate(inputs)
+        assert pixels.dtype == np.uint8 and pixels.shape == (len(inputs["label"]), 28, 28, 1)
+        np.testing.assert_array_equal(pixels, local.generate(inputs))
+    images = np.linspace(-1, 1, 3 * 784, dtype=np.float32).reshape(3, 1, 28, 28)
+    feeds = {"image": images, "label": np.array([0, 5, 9])}
+    np.testing.assert_array_equal(remote.discriminate(feeds), local.discriminate(feeds))
+
+
+def test_an_error_in_the_child_reaches_the_caller_and_the_child_serves_on(
+    cgan: tuple[LocalRuntime, ProcessRuntime, list[int]],
+) -> None:
+    _, remote, restarts = cgan
+    with pytest.raises(ValueError, match="out of range"):
+        remote.generate({"seed": np.array([-1]), "label": np.array([0])})
+    with pytest.raises(InvalidArgument, match="int64"):  # ONNX Runtime's own error, pickled
+        remote.generate({"seed": np.array([1]), "label": np.array([0.5])})
+    pid = remote.pid
+    assert remote.generate({"seed": np.array([1]), "label": np.array([0])}).shape[0] == 1
+    assert remote.pid == pid and restarts == []
+
+
+def test_a_killed_child_answers_503_once_and_is_started_again(
+    cgan: tuple[LocalRuntime, ProcessRuntime, list[int]],
+) -> None:
+    local, remote, restarts = cgan
+    inputs = {"seed": np.arange(3, dtype=np.int64), "label": np.array([1, 2, 3])}
+    pid = remote.pid
+    _kill(remote)
+    with pytest.raises(NotReady, match="killed by signal 9"):
+        remote.generate(inputs)
+    np.testing.assert_array_equal(remote.generate(inputs), local.generate(inputs))
+    assert remote.pid != pid and restarts == [1]
+    images = np.zeros((1, 1, 28, 28), np.float32)
+    assert remote.discriminate({"image": images, "label": np.array([0])}).shape == (1, 1)
+
+
+def test_a_child_is_not_restarted_on_files_changed_since_the_load(
+    cgan: tuple[LocalRuntime, ProcessRuntime, list[int]], models_dir: Path
+) -> None:
+    _, remote, restarts = cgan
+    inputs = {"seed": np.array([1]), "label": np.array([1])}
+    (models_dir / "tiny-cgan" / "1" / "generator.onnx").write_bytes(b"not the verified graph")
+    assert remote.generate(inputs).shape[0] == 1  # the running child serves what it loaded
+    _kill(remote)
+    with pytest.raises(NotReady, match="restarted"):
+        remote.generate(inputs)
+    for _ in range(2):  # and every later call says why, rather than loading the new bytes
+        with pytest.raises(NotReady, match="generator.onnx changed on disk"):
+            remote.generate(inputs)
+    assert restarts == []
+
+
+def test_a_version_that_fails_in_the_child_is_refused_at_load(models_dir: Path) -> None:
+    folder, _ = _version(models_dir, "tiny-gan")
+    manifest_file = folder / MANIFEST
+    doc = json.loads(manifest_file.read_text())
+    doc["image_shape"] = [1, 32, 32]  # the graph makes 28 x 28
+    manifest_file.write_text(json.dumps(doc))
+    manifest = Repository(models_dir).verify("tiny-gan", 1)
+    with pytest.raises(IntegrityError, match="the manifest says"):
+        start_runtime(folder, manifest, SETTINGS)
+    assert not [p for p in multiprocessing.active_children() if p.name.startswith("engine-")]
+
+
+def test_close_stops_the_child(models_dir: Path) -> None:
+    folder, manifest = _version(models_dir, "tiny-gan")
+    runtime = start_runtime(folder, manifest, SETTINGS)  # type: ignore[arg-type]
+    assert isinstance(runtime, ProcessRuntime)
+    child = runtime._child.process
+    assert child.is_alive()
+    runtime.close()
+    assert not child.is_alive() and child.exitcode == 0  # it read EOF and returned
+
+
+def _engines() -> list[multiprocessing.process.BaseProcess]:
+    return [p for p in multiprocessing.active_children() if p.name.startswith("engine-")]
+
+
+def test_the_service_survives_a_killed_engine_process(models_dir: Path) -> None:
+    body = {"model": "tiny-gan", "seed": 11, "n": 4, "format": "npy"}
+    with TestClient(create_app(app_settings(models_dir))) as client:
+        before = client.post("/v1/sample", json=body)
+        assert before.status_code == 200
+        engines = _engines()
+        assert sorted(p.name for p in engines) == ["engine-tiny-cgan-v1", "engine-tiny-gan-v1"]
+        victim = next(p for p in engines if p.name == "engine-tiny-gan-v1")
+        os.kill(victim.pid, signal.SIGKILL)  # type: ignore[arg-type]
+        victim.join(10)
+        failed = client.post("/v1/sample", json=body)
+        assert failed.status_code == 503 and failed.headers["retry-after"] == "1"
+        assert "restarted, retry" in failed.json()["detail"]
+        after = client.post("/v1/sample", json=body)
+        assert after.status_code == 200 and after.content == before.content
+        metrics = client.get("/metrics").text
+        assert 'gan_engine_restarts_total{model="tiny-gan"} 1.0' in metrics
+    assert _engines() == []  # the app's shutdown stopped them
+
+
+def test_engines_in_this_process_serve_the_same_bytes(models_dir: Path) -> None:
+    body = {"model": "tiny-cgan", "seed": 5, "n": 6, "labels": [1, 2, 3, 4, 5, 6], "format": "npy"}
+    results = []
+    for engine_process in (True, False):
+        settings = app_settings(models_dir, engine_process=engine_process)
+        with TestClient(create_app(settings)) as client:
+            assert bool(_engines()) is engine_process
+            r = client.post("/v1/sample", json=body)
+            assert r.status_code == 200
+            results.append(np.load(io.BytesIO(r.content)))
+    np.testing.assert_array_equal(results[0], results[1])
