@@ -3,8 +3,9 @@
     python -m benchmarks.serving [--model mnist-cdcgan] [--seconds 4]
 
 1. In-process engine throughput (ONNX Runtime, no HTTP) at batch 1, 64 and 1024.
-2. HTTP /v1/sample npy at n=1024 against the in-process batch-1024 figure.
+2. HTTP /v1/sample npy at n=1024 against the in-process engine at batch 1024.
 3. HTTP png and json at n=64 against npy at n=64: the cost of encoding.
+   Each of these ratios is the median over 5 rounds of runs taken back to back.
 4. 32 and 64 concurrent n=1 clients (wrk, a C load generator, so the client does not starve
    the server of CPU; each request a new seed) against the same load on /healthz, with
    batching on and off. A shared machine's speed drifts by more than these ratios within a
@@ -20,6 +21,7 @@ each load so a reader can see who used the machine.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import re
@@ -53,12 +55,13 @@ def rate(fn: Callable[[], int], seconds: float) -> float:
     return done / elapsed
 
 
-def in_process(model: str, seconds: float) -> dict[int, float]:
+def in_process(model: str) -> dict[int, Callable[[], int]]:
+    """Calls of the generator's engine at batch 1, 64 and 1024, each returning its batch size."""
     repo = Repository(ROOT / "models")
     version = repo.resolve(model, None)
     m = repo.verify(model, version)
     engine = load_engine(repo.version_dir(model, version), m, "generator", Settings(device="cpu"))
-    out = {}
+    calls: dict[int, Callable[[], int]] = {}
     for n in (1, 64, 1024):
         z = latent.latents(range(n), m.latent.dim, m.latent.prior)
         feeds = {"z": z, "label": np.arange(n, dtype=np.int64) % 10} if m.conditional else {"z": z}
@@ -67,8 +70,8 @@ def in_process(model: str, seconds: float) -> dict[int, float]:
             engine.run(feeds)
             return n
 
-        out[n] = rate(once, seconds)
-    return out
+        calls[n] = once
+    return calls
 
 
 class Server:
@@ -211,32 +214,58 @@ def main() -> None:
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install wrk")
     s = args.seconds
-    print(f"model {args.model}, {os.cpu_count()} CPUs, {s:.0f} s per figure\n")
+    print(
+        f"model {args.model}, {os.cpu_count()} CPUs,"
+        f" {s:.0f} s per engine figure, {s / 2:.0f} s per run in rounds\n"
+    )
 
-    engine = in_process(args.model, s)
+    calls = in_process(args.model)
+    engine = {n: rate(once, s) for n, once in calls.items()}
     print("in-process engine (ONNX Runtime, CPU)")
     for n, ips in engine.items():
         print(f"  batch {n:5d}: {ips:10.0f} images/s   ({ips / engine[1024]:.2f} of batch 1024)")
 
+    # Each ratio from runs taken back to back, in rounds, for the drift n1_loads describes.
     server = Server()
     try:
         base = {"model": args.model, "seed": 1}
-        npy_1024 = http_rate(server, {**base, "n": 1024, "format": "npy"}, s)
-        print(
-            f"\nHTTP /v1/sample npy n=1024: {npy_1024:.0f} images/s"
-            f" = {npy_1024 / engine[1024]:.2f} x in-process batch 1024 (target >= 0.85)"
+
+        def n64(fmt: str) -> float:
+            return http_rate(server, {**base, "n": 64, "format": fmt}, s / 2)
+
+        big = _rounds(
+            {
+                "engine": lambda: rate(calls[1024], s / 2),
+                "http": lambda: http_rate(server, {**base, "n": 1024, "format": "npy"}, s / 2),
+            }
         )
-        small = {
-            f: http_rate(server, {**base, "n": 64, "format": f}, s) for f in ("npy", "png", "json")
-        }
         print(
-            f"HTTP n=64: npy {small['npy']:.0f} images/s;"
-            f" png {small['png'] / small['npy']:.2f} x npy;"
-            f" json {small['json'] / small['npy']:.2f} x npy"
+            f"\nHTTP /v1/sample npy n=1024: {_median(big, 'http', 'engine')} x in-process"
+            f" batch 1024 (target >= 0.85), {statistics.median(big['http']):.0f} images/s"
+        )
+        small = _rounds({f: functools.partial(n64, f) for f in ("npy", "png", "json")})
+        print(
+            f"HTTP n=64: npy {statistics.median(small['npy']):.0f} images/s;"
+            f" png {_median(small, 'png', 'npy')} x npy; json {_median(small, 'json', 'npy')} x npy"
         )
     finally:
         server.stop()
     n1_loads(args.model, s)
+
+
+def _rounds(measures: dict[str, Callable[[], float]], rounds: int = 5) -> dict[str, list[float]]:
+    """Each measure once per round, in turn: figures of one round were taken seconds apart."""
+    out: dict[str, list[float]] = {name: [] for name in measures}
+    for _ in range(rounds):
+        for name, measure in measures.items():
+            out[name].append(measure())
+    return out
+
+
+def _median(runs: dict[str, list[float]], top: str, bottom: str) -> str:
+    """The median of the rounds' ratios top / bottom, with their range."""
+    ratios = [t / b for t, b in zip(runs[top], runs[bottom], strict=True)]
+    return f"{statistics.median(ratios):.2f} [{min(ratios):.2f}-{max(ratios):.2f}]"
 
 
 def n1_loads(model: str, seconds: float, rounds: int = 7) -> None:
