@@ -28,7 +28,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -60,9 +60,23 @@ def start_runtime(
     settings: Settings,
     on_restart: Callable[[], None] = lambda: None,
 ) -> Runtime:
-    """Load and warm a verified version's engines where ``settings.engine_process`` says."""
+    """Load and warm a verified version's engines where ``settings.engine_process`` says.
+
+    A process that cannot be started at all (no writable temporary directory for the fork
+    server's socket, fork refused) leaves the engines in this process, with a warning: the
+    service is slower on many small requests that way, but it serves.
+    """
     if settings.engine_process:
-        return ProcessRuntime(folder, manifest, settings, on_restart)
+        try:
+            return ProcessRuntime(folder, manifest, settings, on_restart)
+        except ProcessUnavailable as e:
+            log.warning(
+                "%s v%d: cannot start an engine process (%s); its engines run in the server "
+                "process instead",
+                manifest.name,
+                manifest.version,
+                e,
+            )
     return LocalRuntime.load(folder, manifest, settings)
 
 
@@ -137,6 +151,10 @@ def _warm_up(manifest: Manifest, g: Engine, d: Engine | None) -> None:
 # --- the child process ------------------------------------------------------------------------
 
 
+class ProcessUnavailable(Exception):
+    """An engine process could not be started at all (not: it started and failed to load)."""
+
+
 @functools.cache
 def _context() -> multiprocessing.context.BaseContext:
     # forkserver: children fork from a clean process that has imported this module and ONNX
@@ -157,9 +175,9 @@ def _child_main(
     try:
         runtime = LocalRuntime.load(folder, manifest, settings)
     except BaseException as e:
-        conns["generator"].send(("error", _portable(e)))
+        _send(conns["generator"], ("error", _portable(e)))
         return
-    conns["generator"].send(("ready", runtime.device))
+    _send(conns["generator"], ("ready", runtime.device))
     if runtime.has_discriminator:
         threading.Thread(
             target=_serve, args=(conns["discriminator"], runtime.discriminate), daemon=True
@@ -170,7 +188,7 @@ def _child_main(
 def _serve(conn: Connection, run: Callable[[Inputs], np.ndarray]) -> None:
     while True:
         try:
-            inputs = conn.recv()
+            inputs = _recv(conn)
         except EOFError:
             return
         reply: tuple[str, np.ndarray | BaseException]
@@ -178,7 +196,17 @@ def _serve(conn: Connection, run: Callable[[Inputs], np.ndarray]) -> None:
             reply = ("ok", run(inputs))
         except Exception as e:  # the caller's batch gets it; the child serves on
             reply = ("error", _portable(e))
-        conn.send(reply)
+        _send(conn, reply)
+
+
+def _send(conn: Connection, message: object) -> None:
+    # Plain pickle rather than Connection.send's ForkingPickler, which costs more per message
+    # and adds only what a batch never holds (file descriptors, sockets).
+    conn.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def _recv(conn: Connection) -> Any:
+    return pickle.loads(conn.recv_bytes())
 
 
 def _portable(e: BaseException) -> BaseException:
@@ -208,12 +236,18 @@ class _Child:
             name=f"engine-{manifest.name}-v{manifest.version}",
             daemon=True,  # never outlives the server, however it exits
         )
-        process.start()
+        try:
+            process.start()
+        except OSError as e:
+            for pipe in pipes.values():
+                for conn in pipe:
+                    conn.close()
+            raise ProcessUnavailable(str(e)) from e
         child = cls(process, {role: pipe[0] for role, pipe in pipes.items()}, "")
         for conn in theirs.values():
             conn.close()  # so that our reads see EOF when the child dies
         try:
-            status, value = child.conns["generator"].recv()
+            status, value = _recv(child.conns["generator"])
         except EOFError:
             child.stop()
             raise IntegrityError(
@@ -283,8 +317,8 @@ class ProcessRuntime:
     def _call(self, role: str, inputs: Inputs) -> np.ndarray:
         child = self._live_child()
         try:
-            child.conns[role].send(inputs)
-            status, value = child.conns[role].recv()
+            _send(child.conns[role], inputs)
+            status, value = _recv(child.conns[role])
         except (EOFError, OSError):
             child.dead = True
             name = f"{self.manifest.name} v{self.manifest.version}"
@@ -319,7 +353,7 @@ class ProcessRuntime:
                 if sha256_file(self._folder / file) != expected:
                     raise IntegrityError(f"{file} changed on disk since it was loaded")
             child = self._start()
-        except (ApiError, OSError) as e:
+        except (ApiError, OSError, ProcessUnavailable) as e:
             detail = e.detail if isinstance(e, ApiError) else str(e)
             log.error("%s: cannot restart the engine process: %s", name, detail)
             raise NotReady(f"the engine process of {name} cannot restart: {detail}") from e

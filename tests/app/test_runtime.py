@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import json
+import logging
 import multiprocessing
 import os
 import signal
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
 
+from app import runtime
 from app.errors import IntegrityError, NotReady
 from app.main import create_app
 from app.registry import MANIFEST, Repository
@@ -165,3 +169,23 @@ def test_engines_in_this_process_serve_the_same_bytes(models_dir: Path) -> None:
             assert r.status_code == 200
             results.append(np.load(io.BytesIO(r.content)))
     np.testing.assert_array_equal(results[0], results[1])
+
+
+def test_where_no_process_can_start_the_engines_run_in_the_server(
+    models_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    context = multiprocessing.get_context("forkserver")
+
+    class Refused(context.Process):  # type: ignore[name-defined,misc]
+        def start(self) -> None:
+            raise OSError(errno.EAGAIN, "fork refused")
+
+    monkeypatch.setattr(
+        runtime, "_context", lambda: SimpleNamespace(Pipe=context.Pipe, Process=Refused)
+    )
+    folder, manifest = _version(models_dir, "tiny-gan")
+    with caplog.at_level(logging.WARNING, logger="app.runtime"):
+        served = start_runtime(folder, manifest, SETTINGS)  # type: ignore[arg-type]
+    assert isinstance(served, LocalRuntime)
+    assert "cannot start an engine process ([Errno 11] fork refused)" in caplog.text
+    assert served.generate({"seed": np.array([3])}).shape == (1, 28, 28, 1)
