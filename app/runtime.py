@@ -6,7 +6,7 @@ threads, one call per role at a time.
 
 ``ProcessRuntime`` runs the engines in a child process per version. Drawing latents, running
 the engine and converting to pixels then never hold the server's GIL: in this process a batch
-cost one pipe write and one read, where it used to release and retake the GIL a couple of dozen
+costs one pipe write and one read, where it used to release and retake the GIL a couple of dozen
 times (once per latent drawn, once per numpy step), each time waiting for a busy event loop to
 let go (README, Benchmarks). A child that dies is started again on the next call, after its
 files are checked against the manifest once more; the call that found it dead is answered 503.
@@ -95,9 +95,7 @@ class LocalRuntime:
     @classmethod
     def load(cls, folder: Path, manifest: Manifest, settings: Settings) -> LocalRuntime:
         g = load_engine(folder, manifest, "generator", settings)
-        d = None
-        if manifest.artifact("discriminator", "onnx") or manifest.artifact("discriminator", "pt"):
-            d = load_engine(folder, manifest, "discriminator", settings)
+        d = load_engine(folder, manifest, "discriminator", settings) if _has_d(manifest) else None
         _warm_up(manifest, g, d)
         return cls(manifest, g, d)
 
@@ -116,6 +114,10 @@ class LocalRuntime:
 
     def close(self) -> None:
         pass  # the sessions go with the object
+
+
+def _has_d(manifest: Manifest) -> bool:
+    return any(manifest.artifact("discriminator", kind) for kind in ("onnx", "pt"))
 
 
 def _seeded(inputs: Inputs, manifest: Manifest) -> Inputs:
@@ -187,16 +189,19 @@ def _child_main(
 
 def _serve(conn: Connection, run: Callable[[Inputs], np.ndarray]) -> None:
     while True:
+        reply: tuple[str, np.ndarray | BaseException]
         try:
             inputs = _recv(conn)
-        except EOFError:
+        except (EOFError, OSError):  # the server closed the pipe, or died
             return
-        reply: tuple[str, np.ndarray | BaseException]
         try:
             reply = ("ok", run(inputs))
         except Exception as e:  # the caller's batch gets it; the child serves on
             reply = ("error", _portable(e))
-        _send(conn, reply)
+        try:
+            _send(conn, reply)
+        except OSError:
+            return
 
 
 def _send(conn: Connection, message: object) -> None:
@@ -295,9 +300,7 @@ class ProcessRuntime:
         self._closed = False
         self._child = self._start()
         self.device = self._child.device
-        self.has_discriminator = bool(
-            manifest.artifact("discriminator", "onnx") or manifest.artifact("discriminator", "pt")
-        )
+        self.has_discriminator = _has_d(manifest)
 
     @property
     def pid(self) -> int | None:

@@ -93,7 +93,7 @@ def test_concurrent_requests_are_batched_and_exact(models_dir: Path, start_serve
 
 
 def test_truncated_and_plain_requests_at_once_are_exact(models_dir: Path, start_server) -> None:  # type: ignore[no-untyped-def]
-    # The batch thread draws latents from seeds, with each row's own truncation threshold.
+    # The runtime draws latents from seeds, with each row's own truncation threshold.
     server = start_server(GAN_MODELS_DIR=str(models_dir), GAN_MAX_DELAY_MS="100")
     thresholds = [0.5, 0.9, 1.5, None, None, 0.5, None, 0.3]
     bodies = [
