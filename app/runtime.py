@@ -8,8 +8,9 @@ threads, one call per role at a time.
 the engine and converting to pixels then never hold the server's GIL: in this process a batch
 costs one pipe write and one read, where it used to release and retake the GIL a couple of dozen
 times (once per latent drawn, once per numpy step), each time waiting for a busy event loop to
-let go (README, Benchmarks). A child that dies is started again on the next call, after its
-files are checked against the manifest once more; the call that found it dead is answered 503.
+let go (README, Benchmarks). A child that dies, or does not answer within the request timeout,
+is started again on the next call, after its files are checked against the manifest once more;
+the call that found it dead is answered 503.
 
     >>> runtime = start_runtime(folder, manifest, settings)   # loads, warms up, or raises
     >>> pixels = runtime.generate({"seed": np.array([7, 8])})  # uint8 [2, H, W, C]
@@ -273,6 +274,10 @@ class _Child:
             return "stopped answering"
         return f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
 
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.join()
+
     def stop(self) -> None:
         for conn in self.conns.values():
             conn.close()  # the child reads EOF and returns
@@ -296,6 +301,7 @@ class ProcessRuntime:
         self._start = functools.partial(_Child.start, folder, manifest, settings)
         self._folder = folder
         self._on_restart = on_restart
+        self._timeout = settings.request_timeout_s
         self._lock = threading.Lock()  # one restart at a time, and none after close
         self._closed = False
         self._child = self._start()
@@ -319,12 +325,21 @@ class ProcessRuntime:
 
     def _call(self, role: str, inputs: Inputs) -> np.ndarray:
         child = self._live_child()
+        conn = child.conns[role]
+        name = f"{self.manifest.name} v{self.manifest.version}"
         try:
-            _send(child.conns[role], inputs)
-            status, value = _recv(child.conns[role])
+            _send(conn, inputs)
+            if not conn.poll(self._timeout):  # no batch takes this long: the child is stuck
+                child.dead = True
+                child.kill()
+                log.error("%s: the engine process hung; killed it, starting another", name)
+                raise NotReady(
+                    f"the engine process of {name} did not answer within {self._timeout:g} s; "
+                    "it is being restarted, retry"
+                )
+            status, value = _recv(conn)
         except (EOFError, OSError):
             child.dead = True
-            name = f"{self.manifest.name} v{self.manifest.version}"
             how = child.exit()
             log.error("%s: the engine process %s; starting another", name, how)
             raise NotReady(

@@ -96,6 +96,25 @@ def test_a_killed_child_answers_503_once_and_is_started_again(
     assert remote.discriminate({"image": images, "label": np.array([0])}).shape == (1, 1)
 
 
+def test_a_hung_child_is_killed_after_the_request_timeout_and_replaced(models_dir: Path) -> None:
+    folder, manifest = _version(models_dir, "tiny-gan")
+    restarts: list[int] = []
+    settings = Settings(device="cpu", request_timeout_s=1)
+    remote = ProcessRuntime(folder, manifest, settings, lambda: restarts.append(1))  # type: ignore[arg-type]
+    try:
+        inputs = {"seed": np.arange(2, dtype=np.int64)}
+        expected = remote.generate(inputs)
+        hung = remote._child.process
+        os.kill(hung.pid, signal.SIGSTOP)  # type: ignore[arg-type]
+        with pytest.raises(NotReady, match="did not answer within 1 s"):
+            remote.generate(inputs)
+        assert not hung.is_alive() and hung.exitcode == -signal.SIGKILL
+        np.testing.assert_array_equal(remote.generate(inputs), expected)
+        assert restarts == [1]
+    finally:
+        remote.close()
+
+
 def test_a_child_is_not_restarted_on_files_changed_since_the_load(
     cgan: tuple[LocalRuntime, ProcessRuntime, list[int]], models_dir: Path
 ) -> None:
