@@ -298,6 +298,7 @@ class ProcessRuntime:
         on_restart: Callable[[], None] = lambda: None,
     ) -> None:
         self.manifest = manifest
+        self._name = f"{manifest.name} v{manifest.version}"  # for logs and errors
         self._start = functools.partial(_Child.start, folder, manifest, settings)
         self._folder = folder
         self._on_restart = on_restart
@@ -326,7 +327,7 @@ class ProcessRuntime:
     def _call(self, role: str, inputs: Inputs) -> np.ndarray:
         child = self._live_child()
         conn = child.conns[role]
-        name = f"{self.manifest.name} v{self.manifest.version}"
+        name = self._name
         try:
             _send(conn, inputs)
             if not conn.poll(self._timeout):  # no batch takes this long: the child is stuck
@@ -357,14 +358,14 @@ class ProcessRuntime:
             return child
         with self._lock:
             if self._closed:
-                raise NotReady(f"{self.manifest.name} v{self.manifest.version} is shutting down")
+                raise NotReady(f"{self._name} is shutting down")
             if self._child is child:  # not restarted yet by the other role's thread
                 child.stop()
                 self._child = self._restart()
             return self._child
 
     def _restart(self) -> _Child:
-        name = f"{self.manifest.name} v{self.manifest.version}"
+        name = self._name
         try:
             for file, expected in self.manifest.artifacts.items():
                 # Never start on files other than the ones verified at load.
