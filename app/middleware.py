@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import itertools
 import uuid
 from typing import Any
 
@@ -33,13 +34,17 @@ class RequestContext:
         self.metrics = metrics
         self.max_body = max_body
         self.max_body_by_path = max_body_by_path or {}
+        # Request ids: a random prefix per process and a counter. uuid4 per request would read
+        # os.urandom, which lets go of the GIL, and the batcher threads are waiting to take it.
+        self._id_prefix = uuid.uuid4().hex[:16]
+        self._ids = itertools.count()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
-        request_id = headers.get(b"x-request-id", b"").decode("latin-1")[:128] or uuid.uuid4().hex
+        request_id = headers.get(b"x-request-id", b"").decode("latin-1")[:128] or self._next_id()
         max_body = self.max_body_by_path.get(scope["path"], self.max_body)
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > max_body:
@@ -82,6 +87,9 @@ class RequestContext:
             await self.app(scope, limited_receive, send_wrapper)
         finally:
             self._record(scope, status, time.perf_counter() - start, request_id, model)
+
+    def _next_id(self) -> str:
+        return f"{self._id_prefix}{next(self._ids):016x}"
 
     def _record(
         self,
