@@ -6,10 +6,10 @@ untouched and the size limit applies before any handler parses a byte.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import time
-import itertools
 import uuid
 from typing import Any
 

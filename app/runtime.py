@@ -22,9 +22,10 @@ from __future__ import annotations
 import functools
 import logging
 import multiprocessing
-import multiprocessing.connection
 import pickle
 import signal
+import socket
+import struct
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,7 +42,6 @@ from app.settings import Settings
 
 log = logging.getLogger(__name__)
 Inputs = dict[str, np.ndarray]
-Connection = multiprocessing.connection.Connection
 
 
 class Runtime(Protocol):
@@ -171,48 +171,82 @@ def _context() -> multiprocessing.context.BaseContext:
 
 
 def _child_main(
-    conns: dict[str, Connection], folder: Path, manifest: Manifest, settings: Settings
+    socks: dict[str, socket.socket], folder: Path, manifest: Manifest, settings: Settings
 ) -> None:
     # Ctrl-C in a terminal reaches the whole process group; the server's shutdown stops us.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         runtime = LocalRuntime.load(folder, manifest, settings)
     except BaseException as e:
-        _send(conns["generator"], ("error", _portable(e)))
+        _send(socks["generator"], ("error", _portable(e)))
         return
-    _send(conns["generator"], ("ready", runtime.device))
+    _send(socks["generator"], ("ready", runtime.device))
     if runtime.has_discriminator:
         threading.Thread(
-            target=_serve, args=(conns["discriminator"], runtime.discriminate), daemon=True
+            target=_serve, args=(socks["discriminator"], runtime.discriminate), daemon=True
         ).start()
-    _serve(conns["generator"], runtime.generate)  # returns when the server closes the pipe
+    _serve(socks["generator"], runtime.generate)  # returns when the server closes the socket
 
 
-def _serve(conn: Connection, run: Callable[[Inputs], np.ndarray]) -> None:
+def _serve(sock: socket.socket, run: Callable[[Inputs], np.ndarray]) -> None:
     while True:
         reply: tuple[str, np.ndarray | BaseException]
         try:
-            inputs = _recv(conn)
-        except (EOFError, OSError):  # the server closed the pipe, or died
+            inputs = _recv(sock)
+        except (EOFError, OSError):  # the server closed the socket, or died
             return
         try:
             reply = ("ok", run(inputs))
         except Exception as e:  # the caller's batch gets it; the child serves on
             reply = ("error", _portable(e))
         try:
-            _send(conn, reply)
+            _send(sock, reply)
         except OSError:
             return
 
 
-def _send(conn: Connection, message: object) -> None:
-    # Plain pickle rather than Connection.send's ForkingPickler, which costs more per message
-    # and adds only what a batch never holds (file descriptors, sockets).
-    conn.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+# Messages are pickles behind an 8-byte length, over a blocking socket pair. The server's end
+# has a kernel receive timeout (SO_RCVTIMEO) rather than a poll before each read, so a batch
+# costs its batcher thread one write and one read: each system call lets go of the GIL, and
+# taking it back means waiting for the event loop to let go (README, Benchmarks).
+_HEADER = struct.Struct("<Q")
+_SMALL = 1 << 16  # a message this size goes out in one write, header and all
 
 
-def _recv(conn: Connection) -> Any:
-    return pickle.loads(conn.recv_bytes())
+def _send(sock: socket.socket, message: object) -> None:
+    payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    header = _HEADER.pack(len(payload))
+    if len(payload) <= _SMALL:
+        sock.sendall(header + payload)
+    else:  # no copy of a large payload just to prepend 8 bytes
+        sock.sendall(header)
+        sock.sendall(payload)
+
+
+def _recv(sock: socket.socket) -> Any:
+    """One message; EOFError when the other end closed, TimeoutError past SO_RCVTIMEO."""
+    try:
+        first = sock.recv(_SMALL + _HEADER.size)
+    except BlockingIOError:  # SO_RCVTIMEO: nothing came in time
+        raise TimeoutError from None
+    if len(first) < _HEADER.size:  # one peer writes a message's header in one go
+        raise EOFError
+    (size,) = _HEADER.unpack_from(first)
+    body = memoryview(first)[_HEADER.size :]
+    if len(body) == size:
+        return pickle.loads(body)
+    buffer = bytearray(size)
+    buffer[: len(body)] = body
+    view, got = memoryview(buffer), len(body)
+    while got < size:
+        try:
+            read = sock.recv_into(view[got:])
+        except BlockingIOError:
+            raise TimeoutError from None
+        if read == 0:
+            raise EOFError
+        got += read
+    return pickle.loads(buffer)
 
 
 def _portable(e: BaseException) -> BaseException:
@@ -227,15 +261,15 @@ def _portable(e: BaseException) -> BaseException:
 @dataclass
 class _Child:
     process: multiprocessing.process.BaseProcess
-    conns: dict[str, Connection]
+    socks: dict[str, socket.socket]
     device: str
     dead: bool = False
 
     @classmethod
     def start(cls, folder: Path, manifest: Manifest, settings: Settings) -> _Child:
         context = _context()
-        pipes = {role: context.Pipe() for role in ("generator", "discriminator")}
-        theirs = {role: pipe[1] for role, pipe in pipes.items()}
+        pairs = {role: socket.socketpair() for role in ("generator", "discriminator")}
+        theirs = {role: pair[1] for role, pair in pairs.items()}
         process = context.Process(  # type: ignore[attr-defined]
             target=_child_main,
             args=(theirs, folder, manifest, settings),
@@ -245,15 +279,15 @@ class _Child:
         try:
             process.start()
         except OSError as e:
-            for pipe in pipes.values():
-                for conn in pipe:
-                    conn.close()
+            for pair in pairs.values():
+                for sock in pair:
+                    sock.close()
             raise ProcessUnavailable(str(e)) from e
-        child = cls(process, {role: pipe[0] for role, pipe in pipes.items()}, "")
-        for conn in theirs.values():
-            conn.close()  # so that our reads see EOF when the child dies
+        child = cls(process, {role: pair[0] for role, pair in pairs.items()}, "")
+        for sock in theirs.values():
+            sock.close()  # so that our reads see EOF when the child dies
         try:
-            status, value = _recv(child.conns["generator"])
+            status, value = _recv(child.socks["generator"])  # loading takes what it takes
         except EOFError:
             child.stop()
             raise IntegrityError(
@@ -264,6 +298,11 @@ class _Child:
             child.stop()
             raise value
         child.device = value
+        # No batch takes this long: a read that times out finds the child stuck.
+        seconds, fraction = divmod(settings.request_timeout_s, 1)
+        timeval = struct.pack("ll", int(seconds), int(fraction * 1e6))
+        for sock in child.socks.values():
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
         return child
 
     def exit(self) -> str:
@@ -279,8 +318,8 @@ class _Child:
         self.process.join()
 
     def stop(self) -> None:
-        for conn in self.conns.values():
-            conn.close()  # the child reads EOF and returns
+        for sock in self.socks.values():
+            sock.close()  # the child reads EOF and returns
         self.process.join(5)
         if self.process.is_alive():
             self.process.kill()
@@ -326,19 +365,19 @@ class ProcessRuntime:
 
     def _call(self, role: str, inputs: Inputs) -> np.ndarray:
         child = self._live_child()
-        conn = child.conns[role]
+        sock = child.socks[role]
         name = self._name
         try:
-            _send(conn, inputs)
-            if not conn.poll(self._timeout):  # no batch takes this long: the child is stuck
-                child.dead = True
-                child.kill()
-                log.error("%s: the engine process hung; killed it, starting another", name)
-                raise NotReady(
-                    f"the engine process of {name} did not answer within {self._timeout:g} s; "
-                    "it is being restarted, retry"
-                )
-            status, value = _recv(conn)
+            _send(sock, inputs)
+            status, value = _recv(sock)
+        except TimeoutError:
+            child.dead = True
+            child.kill()
+            log.error("%s: the engine process hung; killed it, starting another", name)
+            raise NotReady(
+                f"the engine process of {name} did not answer within {self._timeout:g} s; "
+                "it is being restarted, retry"
+            ) from None
         except (EOFError, OSError):
             child.dead = True
             how = child.exit()

@@ -59,7 +59,10 @@ def test_the_child_process_gives_the_same_pixels_and_logits(
     seeds = {"seed": np.arange(5, dtype=np.int64), "label": np.arange(5, dtype=np.int64)}
     truncated = {**seeds, "truncation": np.array([0.5, 1.0, 0.5, 2.0, 0.3])}
     z = {"z": np.ones((2, 8), np.float32), "label": np.array([3, 4])}
-    for inputs in (seeds, truncated, z):
+    # Messages larger than one read or one write each way: 96 KB of z in, 2.4 MB of pixels out.
+    rows = np.random.default_rng(0).standard_normal((3000, 8), dtype=np.float32)
+    big = {"z": rows, "label": np.arange(3000, dtype=np.int64) % 10}
+    for inputs in (seeds, truncated, z, big):
         pixels = remote.generate(inputs)
         assert pixels.dtype == np.uint8 and pixels.shape == (len(inputs["label"]), 28, 28, 1)
         np.testing.assert_array_equal(pixels, local.generate(inputs))
