@@ -6,11 +6,11 @@ threads, one call per role at a time.
 
 ``ProcessRuntime`` runs the engines in a child process per version. Drawing latents, running
 the engine and converting to pixels then never hold the server's GIL: in this process a batch
-costs one pipe write and one read, where it used to release and retake the GIL a couple of dozen
-times (once per latent drawn, once per numpy step), each time waiting for a busy event loop to
-let go (README, Benchmarks). A child that dies, or does not answer within the request timeout,
-is started again on the next call, after its files are checked against the manifest once more;
-the call that found it dead is answered 503.
+costs one socket write and one read, where it used to release and retake the GIL a couple of
+dozen times (once per latent drawn, once per numpy step), each time waiting for a busy event
+loop to let go (README, Benchmarks). A child that dies, or does not answer within the request
+timeout, is started again on the next call, after its files are checked against the manifest
+once more; the call that found it dead is answered 503.
 
     >>> runtime = start_runtime(folder, manifest, settings)   # loads, warms up, or raises
     >>> pixels = runtime.generate({"seed": np.array([7, 8])})  # uint8 [2, H, W, C]
@@ -299,8 +299,9 @@ class _Child:
             raise value
         child.device = value
         # No batch takes this long: a read that times out finds the child stuck.
-        seconds, fraction = divmod(settings.request_timeout_s, 1)
-        timeval = struct.pack("ll", int(seconds), int(fraction * 1e6))
+        # A zero timeval would mean no timeout at all: never less than a microsecond.
+        seconds, micros = divmod(max(1, round(settings.request_timeout_s * 1e6)), 1_000_000)
+        timeval = struct.pack("ll", seconds, micros)
         for sock in child.socks.values():
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
         return child

@@ -48,7 +48,7 @@ def cgan(models_dir: Path) -> Iterator[tuple[LocalRuntime, ProcessRuntime, list[
 def _kill(runtime: ProcessRuntime) -> None:
     process = runtime._child.process
     os.kill(process.pid, signal.SIGKILL)  # type: ignore[arg-type]
-    process.join(10)  # until the kernel has closed its end of the pipes
+    process.join(10)  # until the kernel has closed its end of the sockets
 
 
 def test_the_child_process_gives_the_same_pixels_and_logits(
