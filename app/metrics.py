@@ -52,7 +52,7 @@ class Metrics:
         )
         self.engine_restarts = Counter(
             "gan_engine_restarts",
-            "engine processes started again after dying",
+            "engine processes started again after dying or hanging",
             ["model"],
             registry=r,
         )

@@ -206,7 +206,7 @@ def _serve(sock: socket.socket, run: Callable[[Inputs], np.ndarray]) -> None:
 
 
 # Messages are pickles behind an 8-byte length, over a blocking socket pair. The server's end
-# has a kernel receive timeout (SO_RCVTIMEO) rather than a poll before each read, so a batch
+# has kernel timeouts (SO_RCVTIMEO, SO_SNDTIMEO) rather than a poll before each read, so a batch
 # costs its batcher thread one write and one read: each system call lets go of the GIL, and
 # taking it back means waiting for the event loop to let go (README, Benchmarks).
 _HEADER = struct.Struct("<Q")
@@ -214,13 +214,17 @@ _SMALL = 1 << 16  # a message this size goes out in one write, header and all
 
 
 def _send(sock: socket.socket, message: object) -> None:
+    """One message; TimeoutError past SO_SNDTIMEO (a stuck reader, a full buffer)."""
     payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
     header = _HEADER.pack(len(payload))
-    if len(payload) <= _SMALL:
-        sock.sendall(header + payload)
-    else:  # no copy of a large payload just to prepend 8 bytes
-        sock.sendall(header)
-        sock.sendall(payload)
+    try:
+        if len(payload) <= _SMALL:
+            sock.sendall(header + payload)
+        else:  # no copy of a large payload just to prepend 8 bytes
+            sock.sendall(header)
+            sock.sendall(payload)
+    except BlockingIOError:
+        raise TimeoutError from None
 
 
 def _recv(sock: socket.socket) -> Any:
@@ -303,7 +307,8 @@ class _Child:
         seconds, micros = divmod(max(1, round(settings.request_timeout_s * 1e6)), 1_000_000)
         timeval = struct.pack("ll", seconds, micros)
         for sock in child.socks.values():
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+            for option in (socket.SO_RCVTIMEO, socket.SO_SNDTIMEO):  # a large batch fills
+                sock.setsockopt(socket.SOL_SOCKET, option, timeval)  # the buffer, too
         return child
 
     def exit(self) -> str:

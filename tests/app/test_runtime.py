@@ -118,6 +118,19 @@ def test_a_hung_child_is_killed_after_the_request_timeout_and_replaced(models_di
         remote.close()
 
 
+def test_a_batch_too_large_for_a_hung_childs_buffer_times_out_too(models_dir: Path) -> None:
+    folder, manifest = _version(models_dir, "tiny-cgan")
+    remote = ProcessRuntime(folder, manifest, Settings(device="cpu", request_timeout_s=1))  # type: ignore[arg-type]
+    try:
+        os.kill(remote._child.process.pid, signal.SIGSTOP)  # type: ignore[arg-type]
+        images = np.zeros((1000, 1, 28, 28), np.float32)  # 3 MB: the write itself blocks
+        with pytest.raises(NotReady, match="did not answer within 1 s"):
+            remote.discriminate({"image": images, "label": np.zeros(1000, np.int64)})
+        assert remote.discriminate({"image": images[:2], "label": np.array([0, 1])}).shape == (2, 1)
+    finally:
+        remote.close()
+
+
 def test_a_child_is_not_restarted_on_files_changed_since_the_load(
     cgan: tuple[LocalRuntime, ProcessRuntime, list[int]], models_dir: Path
 ) -> None:
