@@ -230,27 +230,31 @@ def _send(sock: socket.socket, message: object) -> None:
 def _recv(sock: socket.socket) -> Any:
     """One message; EOFError when the other end closed, TimeoutError past SO_RCVTIMEO."""
     try:
-        first = sock.recv(_SMALL + _HEADER.size)
+        data = _recv_some(sock, _SMALL + _HEADER.size)  # most messages: all of it, in one read
+        while len(data) < _HEADER.size:
+            data += _recv_some(sock, _HEADER.size - len(data))
+        (size,) = _HEADER.unpack_from(data)
+        if len(data) - _HEADER.size == size:
+            return pickle.loads(memoryview(data)[_HEADER.size :])
+        buffer = bytearray(size)
+        got = len(data) - _HEADER.size
+        buffer[:got] = memoryview(data)[_HEADER.size :]
+        view = memoryview(buffer)
+        while got < size:
+            read = sock.recv_into(view[got:])
+            if read == 0:
+                raise EOFError
+            got += read
+        return pickle.loads(buffer)
     except BlockingIOError:  # SO_RCVTIMEO: nothing came in time
         raise TimeoutError from None
-    if len(first) < _HEADER.size:  # one peer writes a message's header in one go
+
+
+def _recv_some(sock: socket.socket, most: int) -> bytes:
+    data = sock.recv(most)
+    if not data:
         raise EOFError
-    (size,) = _HEADER.unpack_from(first)
-    body = memoryview(first)[_HEADER.size :]
-    if len(body) == size:
-        return pickle.loads(body)
-    buffer = bytearray(size)
-    buffer[: len(body)] = body
-    view, got = memoryview(buffer), len(body)
-    while got < size:
-        try:
-            read = sock.recv_into(view[got:])
-        except BlockingIOError:
-            raise TimeoutError from None
-        if read == 0:
-            raise EOFError
-        got += read
-    return pickle.loads(buffer)
+    return data
 
 
 def _portable(e: BaseException) -> BaseException:

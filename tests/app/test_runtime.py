@@ -8,7 +8,12 @@ import json
 import logging
 import multiprocessing
 import os
+import pickle
 import signal
+import socket
+import struct
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -69,6 +74,29 @@ def test_the_child_process_gives_the_same_pixels_and_logits(
     images = np.linspace(-1, 1, 3 * 784, dtype=np.float32).reshape(3, 1, 28, 28)
     feeds = {"image": images, "label": np.array([0, 5, 9])}
     np.testing.assert_array_equal(remote.discriminate(feeds), local.discriminate(feeds))
+
+
+def test_a_message_arrives_whole_however_the_stream_splits_it() -> None:
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        message = {"z": np.arange(50_000, dtype=np.float32)}  # 200 KB: more than one read
+        payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+        framed = struct.pack("<Q", len(payload)) + payload
+        pieces = [framed[:3], framed[3:8], framed[8:1000], framed[1000:]]
+
+        def write() -> None:
+            for piece in pieces:  # the reader sees each piece apart: header and body split
+                theirs.sendall(piece)
+                time.sleep(0.05)
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        np.testing.assert_array_equal(runtime._recv(ours)["z"], message["z"])
+        writer.join()
+        theirs.sendall(framed[:100])  # the peer dies mid-message
+        theirs.close()
+        with pytest.raises(EOFError):
+            runtime._recv(ours)
 
 
 def test_an_error_in_the_child_reaches_the_caller_and_the_child_serves_on(
