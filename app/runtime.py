@@ -208,7 +208,9 @@ def _serve(sock: socket.socket, run: Callable[[Inputs], np.ndarray]) -> None:
 # Messages are pickles behind an 8-byte length, over a blocking socket pair. The server's end
 # has kernel timeouts (SO_RCVTIMEO, SO_SNDTIMEO) rather than a poll before each read, so a batch
 # costs its batcher thread one write and one read: each system call lets go of the GIL, and
-# taking it back means waiting for the event loop to let go (README, Benchmarks).
+# taking it back means waiting for the event loop to let go (README, Benchmarks). Each socket
+# carries one exchange at a time (a batcher thread per role), so a read never meets the bytes
+# of a next message.
 _HEADER = struct.Struct("<Q")
 _SMALL = 1 << 16  # a message this size goes out in one write, header and all
 
