@@ -309,8 +309,10 @@ class _Child:
             raise value
         child.device = value
         # No batch takes this long: a read that times out finds the child stuck.
-        # A zero timeval would mean no timeout at all: never less than a microsecond.
-        seconds, micros = divmod(max(1, round(settings.request_timeout_s * 1e6)), 1_000_000)
+        # A zero timeval would mean no timeout at all: never less than a microsecond, and never
+        # more than a C long holds on any platform (68 years).
+        timeout = min(settings.request_timeout_s, 2**31 - 1)
+        seconds, micros = divmod(max(1, round(timeout * 1e6)), 1_000_000)
         timeval = struct.pack("ll", seconds, micros)
         for sock in child.socks.values():
             for option in (socket.SO_RCVTIMEO, socket.SO_SNDTIMEO):  # a large batch fills

@@ -159,6 +159,22 @@ def test_a_batch_too_large_for_a_hung_childs_buffer_times_out_too(models_dir: Pa
         remote.close()
 
 
+@pytest.mark.parametrize("timeout", [1e-9, 1e300])
+def test_any_request_timeout_the_settings_allow_is_a_timeout(
+    models_dir: Path, timeout: float
+) -> None:
+    folder, manifest = _version(models_dir, "tiny-gan")
+    remote = ProcessRuntime(folder, manifest, Settings(device="cpu", request_timeout_s=timeout))  # type: ignore[arg-type]
+    try:
+        sock = remote._child.socks["generator"]
+        timeval = struct.unpack("ll", sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, 16))
+        assert timeval != (0, 0)  # a zero timeval would mean none at all
+        if timeout > 1:
+            assert remote.generate({"seed": np.arange(2, dtype=np.int64)}).shape[0] == 2
+    finally:
+        remote.close()
+
+
 def test_a_child_is_not_restarted_on_files_changed_since_the_load(
     cgan: tuple[LocalRuntime, ProcessRuntime, list[int]], models_dir: Path
 ) -> None:
