@@ -4,8 +4,10 @@
 
 1. In-process engine throughput (ONNX Runtime, no HTTP) at batch 1, 64 and 1024.
 2. HTTP /v1/sample npy at n=1024 against the in-process engine at batch 1024.
-3. HTTP png and json at n=64 against npy at n=64: the cost of encoding.
-   Each of these ratios is the median over 5 rounds of runs taken back to back.
+3. HTTP png and json at n=64 against npy at n=64: the cost of encoding. Each of these ratios
+   is the median over 5 rounds of runs taken back to back; then the same at n=1 under 32
+   concurrent clients (wrk, 3 rounds), where encoding is small and what it costs the event
+   loop shows.
 4. 32 and 64 concurrent n=1 clients (wrk, a C load generator, so the client does not starve
    the server of CPU; each request a new seed) against the same load on /healthz, with
    batching on and off. A shared machine's speed drifts by more than these ratios within a
@@ -247,6 +249,15 @@ def main() -> None:
         print(
             f"HTTP n=64: npy {statistics.median(small['npy']):.0f} images/s;"
             f" png {_median(small, 'png', 'npy')} x npy; json {_median(small, 'json', 'npy')} x npy"
+        )
+
+        def n1(fmt: str) -> float:
+            return wrk(server, "/v1/sample", {"model": args.model, "format": fmt}, 32, s / 2)["rps"]
+
+        one = _rounds({f: functools.partial(n1, f) for f in ("npy", "png", "json")}, rounds=3)
+        print(
+            f"HTTP n=1, 32 clients: npy {statistics.median(one['npy']):.0f} req/s;"
+            f" png {_median(one, 'png', 'npy')} x npy; json {_median(one, 'json', 'npy')} x npy"
         )
     finally:
         server.stop()

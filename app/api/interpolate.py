@@ -57,7 +57,7 @@ async def interpolate(
             model=model.name,
             version=model.version,
             method=body.method,
-            frames=await off_loop(_frames, t, frames),
+            frames=await off_loop(_frames, t, frames, pixels=frames),
         )
         return Response(
             content.model_dump_json(), media_type="application/json", headers=model_headers(model)
@@ -68,7 +68,8 @@ async def interpolate(
         "webp": lambda f: imaging.encode_animated_webp(f, body.duration_ms),
         "npy": imaging.encode_npy,
     }[body.format]
-    return binary(await off_loop(encode, frames), body.format, model)
+    small = frames if body.format in ("png", "npy") else None  # GIF and WebP cost more per byte
+    return binary(await off_loop(encode, frames, pixels=small), body.format, model)
 
 
 def _frames(t: np.ndarray, frames: np.ndarray) -> list[Frame]:

@@ -88,11 +88,13 @@ async def _sample(request: Request, body: SampleRequest) -> Response:
     if body.format == "npy":
         return binary(imaging.encode_npy(out.images), "npy", model, headers)
     if body.format == "png":
-        png = await off_loop(_png, out.images, body.cols)
+        png = await off_loop(_png, out.images, body.cols, pixels=out.images)
         return binary(png, "png", model, headers)
     if body.format == "zip":
-        return binary(await off_loop(_zip, out, model.name, model.version), "zip", model, headers)
-    items = await off_loop(_items, out, model.manifest if body.return_latents else None)
+        zipped = await off_loop(_zip, out, model.name, model.version, pixels=out.images)
+        return binary(zipped, "zip", model, headers)
+    latents_of = model.manifest if body.return_latents else None
+    items = await off_loop(_items, out, latents_of, pixels=out.images)
     content = SampleResponse(model=model.name, version=model.version, images=items)
     return Response(
         content.model_dump_json(),
