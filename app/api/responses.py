@@ -26,9 +26,10 @@ def model_headers(model: LoadedModel) -> dict[str, str]:
     return {"X-Model": model.name, "X-Model-Version": str(model.version)}
 
 
-# Pixels this small encode (as PNG, a PNG per image, or a zip of PNGs) in less event-loop time
-# than a hand-off to a thread costs it: about 120 µs under load, two GIL hand-overs and a
-# future, where one 28 x 28 PNG takes 30 µs (README, Benchmarks).
+# An encode in a worker thread still holds the GIL for all but its zlib part, so the thread
+# frees the loop only for big images. For pixels this small (as PNG, a PNG per image, or a zip
+# of PNGs) the hand-off costs the loop more than it frees: about 120 µs under load, two GIL
+# hand-overs and a future, where one 28 x 28 PNG takes 30 µs (README, Benchmarks).
 INLINE_PIXEL_BYTES = 8 * 1024
 
 
