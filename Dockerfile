@@ -35,4 +35,4 @@ USER root
 RUN pip install -c requirements/constraints.txt ${TORCH_INDEX_URL:+--extra-index-url "$TORCH_INDEX_URL"} ".[train,redis]"
 USER gan
 HEALTHCHECK NONE
-CMD ["python", "-m", "app.worker"]
+CMD ["python", "-m", "app.jobs.worker"]

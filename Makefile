@@ -14,7 +14,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) --upgrade pip setuptools wheel
-	$(PIP) -e ".[train,redis,test]"
+	$(PIP) -e ".[train,redis,test]" -e "./client[torch]"
 	touch $@
 
 # "python -m": an engine process starts without running the launcher script again (app/runtime.py).
@@ -22,8 +22,8 @@ serve: install
 	$(BIN)/python -m uvicorn --factory app.main:create_app --host $(HOST) --port $(PORT) --no-access-log
 
 lint: install
-	$(BIN)/ruff check app training tests benchmarks examples
-	$(BIN)/ruff format --check app training tests benchmarks examples
+	$(BIN)/ruff check core app training client tests benchmarks examples
+	$(BIN)/ruff format --check core app training client tests benchmarks examples
 	$(BIN)/mypy
 
 test: install lint browser

@@ -11,7 +11,7 @@ import asyncio
 import gc
 import logging
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypedDict
@@ -21,20 +21,20 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ValidationError
-from pydantic.json_schema import models_json_schema
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
 from app import logs
 from app.api import datasets, discriminate, health, interpolate, jobs, models, sample
-from app.api.schemas import ERRORS, PROBLEM, AliasUpdate, InterpolateRequest, SampleRequest
-from app.errors import ApiError
+from app.api.schemas import ERRORS, PROBLEM
+from app.jobs.queue import JobQueue
+from app.jobs.service import JobService
 from app.metrics import JobsCollector, Metrics
 from app.middleware import RequestContext
-from app.pool import ModelPool
-from app.queue import JobQueue
-from app.registry import Repository
+from app.serving.pool import ModelPool
 from app.settings import Settings
+from core.errors import ApiError
+from core.repository import Repository
 
 log = logging.getLogger("app")
 STATIC = Path(__file__).with_name("static")
@@ -55,7 +55,7 @@ class State(TypedDict):
     metrics: Metrics
     repo: Repository
     pool: ModelPool
-    queue: JobQueue
+    jobs: JobService
 
 
 async def _reap_forever(queue: JobQueue, every_s: float = 5.0) -> None:
@@ -104,7 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "metrics": metrics,
                 "repo": repo,
                 "pool": pool,
-                "queue": queue,
+                "jobs": JobService(queue, repo, settings),
             }
         finally:
             reaper.cancel()
@@ -126,7 +126,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # request is routed through again, about a fifth of a small /v1/sample's time (README).
     for module in (sample, discriminate, interpolate, models, jobs, datasets, health):
         app.router.routes.extend(module.router.routes)
-    _document_json_bodies(app, (SampleRequest, InterpolateRequest, jobs.JobRequest, AliasUpdate))
     _mount_playground(app)
     _install_error_handlers(app)
     if settings.cors_origins:
@@ -145,23 +144,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_body_by_path={"/v1/datasets": settings.max_dataset_bytes},
     )
     return app
-
-
-def _document_json_bodies(app: FastAPI, bodies: Sequence[type[BaseModel]]) -> None:
-    """Put the schemas of the bodies routes read with ``json_body`` into the OpenAPI document."""
-    build = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            doc = build()
-            _, defs = models_json_schema(
-                [(model, "validation") for model in bodies],
-                ref_template="#/components/schemas/{model}",
-            )
-            doc.setdefault("components", {}).setdefault("schemas", {}).update(defs["$defs"])
-        return app.openapi_schema  # type: ignore[return-value]  # set by build()
-
-    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented extension point
 
 
 class _PlaygroundFiles(StaticFiles):

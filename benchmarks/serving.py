@@ -40,10 +40,10 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from app import latent
-from app.engine import load_engine
-from app.registry import Repository
+from app.serving.engine import load_engine
 from app.settings import Settings
+from core import latent
+from core.repository import Repository
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -2,7 +2,7 @@
 
 Trains a small CNN on 500 real digits (50 per class, drawn with a fixed seed from the training
 split of the built-in dataset) twice: on them alone, and with synthetic digits streamed from a
-running gan-serve through ``app.augment.GanDataset``. Prints both accuracies on the held-out
+running gan-serve through ``gan_client.dataset.GanDataset``. Prints both accuracies on the held-out
 split, which neither the GANs nor this classifier ever train on.
 
     make serve &
@@ -22,10 +22,10 @@ import os
 import numpy as np
 import torch
 import torch.nn.functional as F
+from gan_client.dataset import GanDataset
 from torch import Tensor, nn
 
-from app.augment import GanDataset
-from training.data import Dataset, load_dataset
+from core.datasets import Dataset, load_dataset
 
 BATCH = 64
 REAL_PER_CLASS = 50

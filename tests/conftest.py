@@ -73,7 +73,7 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="session")
 def template_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model repository holding tiny-gan v1 and tiny-cgan v1, trained for a few steps."""
-    from app.registry import Repository
+    from core.repository import Repository
     from training.export import publish_run
     from training.loop import train
 

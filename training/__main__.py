@@ -12,14 +12,15 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-EXIT_STOPPED = 3  # stopped by a signal, checkpoint written, nothing published
+from core.repository import Manifest
+from training.events import EXIT_STOPPED, EventType, encode
 
 
 def _train(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from app.registry import Repository
+    from core.repository import Repository
     from training.config import load_config
     from training.evaluate import for_dataset
     from training.export import publish_run
@@ -60,7 +61,7 @@ def _train(args: argparse.Namespace) -> int:
         return evaluator.evaluate(images, labels, parzen=False, train_fid=cfg.select == "best")
 
     def progress(event: dict[str, Any]) -> None:
-        print(json.dumps(event), flush=True)
+        print(encode(event), flush=True)
 
     result = train(
         cfg,
@@ -89,12 +90,18 @@ def _train(args: argparse.Namespace) -> int:
                 "torch_threads": torch.get_num_threads(),
             },
         )
-        print(json.dumps({"event": "published", "name": args.name, "version": manifest.version}))
+        _announce(manifest)
     return 0
 
 
+def _announce(manifest: Manifest) -> None:
+    """Tell the job runner what was published (the job protocol: training/events.py)."""
+    event = {"event": EventType.PUBLISHED, "name": manifest.name, "version": manifest.version}
+    print(encode(event), flush=True)
+
+
 def _export(args: argparse.Namespace) -> int:
-    from app.registry import Repository
+    from core.repository import Repository
     from training.export import publish_run
 
     manifest = publish_run(
@@ -105,7 +112,7 @@ def _export(args: argparse.Namespace) -> int:
         evaluate=not args.no_eval,
         partial=args.partial,
     )
-    print(json.dumps({"event": "published", "name": args.name, "version": manifest.version}))
+    _announce(manifest)
     return 0
 
 
@@ -113,8 +120,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     import numpy as np
     import onnxruntime as ort
 
-    from app import imaging, latent
-    from app.registry import Repository
+    from core import imaging, latent
+    from core.repository import Repository
     from training.config import DatasetConfig
     from training.evaluate import Evaluator
 
@@ -141,7 +148,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     """A markdown table of each model's serving version beside the real-data reference."""
-    from app.registry import Repository
+    from core.repository import Repository
 
     repo = Repository(args.models)
     print(

@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from core.datasets import load_dataset
 from training.config import DatasetConfig
-from training.data import load_dataset
 
 ONNX_NAME = "mnist_classifier.onnx"
 INFO_NAME = "mnist_classifier.json"

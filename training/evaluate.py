@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from core.datasets import Dataset, load_dataset
 from training import metrics
 from training.classifier import DEFAULT_DIR, ONNX_NAME, load_info
 from training.config import DatasetConfig
-from training.data import Dataset, load_dataset
 
 PARZEN_VALIDATION = 500
 

@@ -19,9 +19,9 @@ import onnxruntime as ort
 import torch
 from torch import Tensor, nn
 
-from app.registry import Manifest, Repository
+from core.datasets import load_dataset
+from core.repository import Manifest, Repository
 from training.config import TrainConfig
-from training.data import load_dataset
 from training.loop import (
     BEST,
     CHECKPOINT,

@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import io
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,12 +25,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from app import imaging, latent
+from core import imaging, latent
+from core.atomic import write_atomic
+from core.datasets import Dataset, load_dataset
 from training import losses, networks
 from training.config import TrainConfig
-from training.data import Dataset, load_dataset
+from training.events import Event, EventType, RunFiles, encode
 
-Event = dict[str, Any]
 ProgressFn = Callable[[Event], None]
 StopFn = Callable[[], bool]
 CHECKPOINT = "checkpoint.pt"
@@ -154,7 +154,7 @@ def save_checkpoint(path: Path, state: State, cfg: TrainConfig, dataset: Dataset
     buffer = io.BytesIO()
     torch.save(state.state_dict(cfg, dataset), buffer)
     try:
-        _atomic_write(path, buffer.getvalue())
+        write_atomic(path, buffer.getvalue())
     except OSError as e:
         raise OSError(e.errno, f"{e.strerror} while writing the checkpoint", str(path)) from e
 
@@ -314,7 +314,8 @@ def train(
     ``should_stop`` ends at a step boundary with a checkpoint written.
     """
     run_dir = Path(run_dir)
-    (run_dir / "samples").mkdir(parents=True, exist_ok=True)
+    files = RunFiles(run_dir)
+    files.sample_history.mkdir(parents=True, exist_ok=True)
     dataset, _ = load_dataset(cfg.dataset.source).split(
         cfg.dataset.val_fraction, cfg.dataset.split_seed
     )
@@ -330,9 +331,9 @@ def train(
         best = None
         if init_from is not None:
             load_weights(init_from, state)
-    (run_dir / "config.json").write_text(json.dumps(cfg.model_dump(mode="json"), indent=2))
+    files.config.write_text(json.dumps(cfg.model_dump(mode="json"), indent=2))
     emit = _emitter(run_dir, progress)
-    emit({"event": "start", "step": state.step, "max_steps": cfg.max_steps})
+    emit({"event": EventType.START, "step": state.step, "max_steps": cfg.max_steps})
 
     batches = Batches(dataset, cfg.batch_size, cfg.seed)
     t0, step0 = time.perf_counter(), state.step
@@ -340,7 +341,7 @@ def train(
     while state.step < cfg.max_steps:
         if should_stop is not None and should_stop():
             save_checkpoint(ckpt_path, state, cfg, dataset)
-            emit({"event": "stopped", "step": state.step, "max_steps": cfg.max_steps})
+            emit({"event": EventType.STOPPED, "step": state.step, "max_steps": cfg.max_steps})
             return RunResult("stopped", state.step, run_dir, metrics)
         stats = train_step(cfg, state, batches, dataset.num_classes)
         done = state.step == cfg.max_steps
@@ -349,7 +350,7 @@ def train(
             rate = (state.step - step0) / elapsed if elapsed > 0 else 0.0
             emit(
                 {
-                    "event": "progress",
+                    "event": EventType.PROGRESS,
                     "step": state.step,
                     "max_steps": cfg.max_steps,
                     **stats,
@@ -361,17 +362,17 @@ def train(
         if state.step % cfg.eval_every == 0 or done:
             g = serving_generator(cfg, state)
             grid = samples_grid(cfg, g, dataset.num_classes)
-            (run_dir / "samples" / f"step-{state.step:07d}.png").write_bytes(grid)
-            _atomic_write(run_dir / "samples.png", grid)
+            (files.sample_history / f"step-{state.step:07d}.png").write_bytes(grid)
+            write_atomic(files.samples, grid)
             metrics = evaluate(g) if evaluate is not None else {}
-            event: Event = {"event": "evaluation", "step": state.step, "metrics": metrics}
+            event: Event = {"event": EventType.EVALUATION, "step": state.step, "metrics": metrics}
             if cfg.select == "best":
                 best = _keep_if_best(run_dir / BEST, state, g, metrics, best)
                 event["best_step"] = best.step
             emit(event)
         if state.step % cfg.checkpoint_every == 0 or done:
             save_checkpoint(ckpt_path, state, cfg, dataset)
-    emit({"event": "completed", "step": state.step, "max_steps": cfg.max_steps})
+    emit({"event": EventType.COMPLETED, "step": state.step, "max_steps": cfg.max_steps})
     return RunResult("completed", state.step, run_dir, metrics)
 
 
@@ -410,7 +411,7 @@ def _keep_if_best(
     buffer = io.BytesIO()
     kept = {"step": state.step, "fid_train": score, "g": g.state_dict(), "d": state.d.state_dict()}
     torch.save(kept, buffer)
-    _atomic_write(path, buffer.getvalue())
+    write_atomic(path, buffer.getvalue())
     return Best(state.step, score)
 
 
@@ -424,25 +425,11 @@ def load_best(path: Path, cfg: TrainConfig, state: State) -> Best:
     return Best.of(kept)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Replace ``path`` whole or not at all: a crash or a full disk never leaves it torn."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())  # a full disk may only show here (delayed allocation, NFS)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _emitter(run_dir: Path, progress: ProgressFn | None) -> ProgressFn:
     def emit(event: Event) -> None:
         event = {"time": time.time(), **event}
-        with open(run_dir / "stats.jsonl", "a") as f:
-            f.write(json.dumps(event) + "\n")
+        with open(RunFiles(run_dir).stats, "a") as f:
+            f.write(encode(event) + "\n")
         if progress is not None:
             progress(event)
 

@@ -9,8 +9,8 @@ from fastapi import APIRouter, Depends, File, Form, UploadFile
 
 from app.api.deps import SettingsDep, require_admin
 from app.api.schemas import ERRORS
-from app.datasets import DatasetStore, UploadLimits
-from app.errors import LimitExceeded
+from app.jobs.datasets import DatasetStore, UploadLimits
+from core.errors import LimitExceeded
 
 router = APIRouter(tags=["datasets"], responses=ERRORS)
 

@@ -1,4 +1,4 @@
-"""Typed dependencies: what a handler may ask for, and the admin check.
+"""Typed dependencies: what a handler may ask for, the admin check and the JSON check.
 
 Each is ``async def`` although none awaits: FastAPI runs a plain ``def`` dependency in its
 thread pool, and a thread hop per dependency per request costs more than the whole lookup.
@@ -7,18 +7,17 @@ thread pool, and a thread hop per dependency per request costs more than the who
 from __future__ import annotations
 
 import hmac
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 from fastapi import Depends, Request
-from pydantic import BaseModel
 
-from app.errors import Unauthorized, UnsupportedMediaType
+from app.jobs.service import JobService
+from app.jobs.store import JobStore
 from app.metrics import Metrics
-from app.pool import ModelPool
-from app.registry import Repository
+from app.serving.pool import ModelPool
 from app.settings import Settings
-
-B = TypeVar("B", bound=BaseModel)
+from core.errors import Unauthorized, UnsupportedMediaType
+from core.repository import Repository
 
 
 async def get_settings(request: Request) -> Settings:
@@ -41,10 +40,22 @@ async def get_repo(request: Request) -> Repository:
     return repo
 
 
+async def get_jobs(request: Request) -> JobService:
+    jobs: JobService = request.state.jobs
+    return jobs
+
+
+async def get_job_store(request: Request) -> JobStore:
+    jobs: JobService = request.state.jobs
+    return jobs.queue.store
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 PoolDep = Annotated[ModelPool, Depends(get_pool)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 RepoDep = Annotated[Repository, Depends(get_repo)]
+JobServiceDep = Annotated[JobService, Depends(get_jobs)]
+JobStoreDep = Annotated[JobStore, Depends(get_job_store)]
 
 
 async def require_admin(request: Request, settings: SettingsDep) -> None:
@@ -57,26 +68,9 @@ async def require_admin(request: Request, settings: SettingsDep) -> None:
         raise Unauthorized("this route needs 'Authorization: Bearer <GAN_API_KEY>'")
 
 
-async def json_body(request: Request, model: type[B]) -> B:
-    """The request's JSON body as ``model``, parsed and validated by pydantic-core in one pass.
-
-    Every JSON body is read this way. On the hot route (POST /v1/sample), FastAPI's body
-    parameter and dependencies cost about a tenth of its event-loop time (README, Benchmarks);
-    and pydantic-core's parser names what is wrong with malformed JSON (position, recursion
-    limit, bad UTF-8) where FastAPI's says only that parsing failed. A ValidationError becomes
-    the app's 422 problem like any other.
-    """
+async def require_json(request: Request) -> None:
+    """A 415 for a body that is not declared JSON; FastAPI would read it as a string and
+    answer with a validation error about the body's type instead."""
     mime = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     if not (mime == "application/json" or mime.startswith("application/") and mime[-5:] == "+json"):
         raise UnsupportedMediaType("send the body as JSON, with Content-Type: application/json")
-    return model.model_validate_json(await request.body())
-
-
-def json_body_schema(model: type[BaseModel]) -> dict[str, Any]:
-    """``openapi_extra`` documenting a body read with ``json_body``.
-
-    The schema itself goes into the document's components (``app.main``), so the model keeps its
-    name there as it would have as a FastAPI body parameter.
-    """
-    ref = {"$ref": f"#/components/schemas/{model.__name__}"}
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": ref}}}}

@@ -13,13 +13,14 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 
-from app import generation, imaging
 from app.api.deps import MetricsDep, PoolDep, SettingsDep
 from app.api.responses import model_headers
 from app.api.schemas import ERRORS, DiscriminateJson, DiscriminateResponse, Score
-from app.errors import BadRequest, InvalidInput, LimitExceeded, UnsupportedMediaType
-from app.pool import LoadedModel
+from app.serving import generation
+from app.serving.pool import LoadedModel
 from app.settings import Settings
+from core import decoding
+from core.errors import BadRequest, InvalidInput, LimitExceeded, UnsupportedMediaType
 
 router = APIRouter(tags=["discriminate"], responses=ERRORS)
 
@@ -62,7 +63,7 @@ async def discriminate(
 ) -> DiscriminateResponse:
     """Probability real and logit per image, from the model's discriminator."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    limits = imaging.DecodeLimits(settings.max_image_bytes, settings.max_pixels)
+    limits = decoding.DecodeLimits(settings.max_image_bytes, settings.max_pixels)
     if ctype == "multipart/form-data":
         form = await _form(request, settings)
         try:
@@ -86,7 +87,7 @@ async def discriminate(
         images = await _decode_all(loaded, body.images, limits, body.resize, base64=True)
     elif ctype in ("application/x-npy", "application/octet-stream"):
         loaded = await pool.get(model, version)
-        raw = imaging.decode_npy(await request.body(), settings.max_upload_bytes)
+        raw = decoding.decode_npy(await request.body(), settings.max_upload_bytes)
         images = generation.check_image_shape(loaded.manifest, raw)
         _count(len(images), settings)
     else:
@@ -139,13 +140,13 @@ def _count(n: int, settings: Settings) -> None:
 async def _decode_all(
     model: LoadedModel,
     blobs: list[bytes] | list[str],
-    limits: imaging.DecodeLimits,
+    limits: decoding.DecodeLimits,
     resize: bool,
     *,
     base64: bool,
 ) -> np.ndarray:
     c, h, w = model.manifest.image_shape
-    decode = imaging.decode_base64_image if base64 else imaging.decode_image
+    decode = decoding.decode_base64_image if base64 else decoding.decode_image
 
     def run() -> np.ndarray:
         out = []

@@ -8,7 +8,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app.api.deps import MetricsDep, PoolDep
 from app.api.schemas import ERRORS
-from app.errors import NotReady
+from core.errors import NotReady
 
 router = APIRouter(tags=["health"], responses=ERRORS)
 

@@ -6,13 +6,14 @@ import base64
 from typing import Any
 
 import numpy as np
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Response
 
-from app import generation, imaging
-from app.api.deps import MetricsDep, PoolDep, SettingsDep, json_body, json_body_schema
+from app.api.deps import MetricsDep, PoolDep, SettingsDep, require_json
 from app.api.responses import binary, model_headers, off_loop
 from app.api.schemas import ERRORS, Frame, InterpolateRequest, InterpolateResponse
-from app.errors import LimitExceeded
+from app.serving import generation
+from core import imaging
+from core.errors import LimitExceeded
 
 router = APIRouter(tags=["interpolate"], responses=ERRORS)
 
@@ -34,13 +35,12 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
     "/v1/interpolate",
     responses=RESPONSES,
     response_class=Response,
-    openapi_extra=json_body_schema(InterpolateRequest),
+    dependencies=[Depends(require_json)],
 )
 async def interpolate(
-    request: Request, pool: PoolDep, settings: SettingsDep, metrics: MetricsDep
+    body: InterpolateRequest, pool: PoolDep, settings: SettingsDep, metrics: MetricsDep
 ) -> Response:
     """Frames from ``from`` to ``to`` (both included), by lerp or slerp."""
-    body = await json_body(request, InterpolateRequest)
     if body.steps > settings.max_steps:
         raise LimitExceeded(
             f"steps={body.steps} is over the limit of {settings.max_steps}", field="steps"

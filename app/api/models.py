@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Path
 from fastapi.responses import FileResponse
 
-from app.api.deps import PoolDep, RepoDep, json_body, json_body_schema, require_admin
+from app.api.deps import PoolDep, RepoDep, require_admin, require_json
 from app.api.schemas import ERRORS, AliasUpdate, ModelDetail, ModelName, ModelSummary
-from app.errors import NotFound
-from app.registry import Repository, check_name
+from core.errors import NotFound
+from core.repository import Repository, check_name
 
 router = APIRouter(tags=["models"], responses=ERRORS)
 
@@ -42,14 +42,12 @@ async def version_samples(
 
 @router.put(
     "/v1/models/{name}/aliases/{alias}",
-    dependencies=[Depends(require_admin)],
-    openapi_extra=json_body_schema(AliasUpdate),
+    dependencies=[Depends(require_admin), Depends(require_json)],
 )
 async def set_alias(
-    name: ModelName, alias: ModelName, request: Request, repo: RepoDep, pool: PoolDep
+    name: ModelName, alias: ModelName, body: AliasUpdate, repo: RepoDep, pool: PoolDep
 ) -> dict[str, object]:
     """Point an alias at a version: ``production`` promotes or rolls back what is served."""
-    body = await json_body(request, AliasUpdate)
     await asyncio.to_thread(repo.set_alias, name, alias, body.version)
     await pool.refresh()  # this replica now; the others on their next poll
     return {"name": name, "alias": alias, "version": body.version}

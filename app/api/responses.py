@@ -10,7 +10,7 @@ from typing import TypeVar
 import numpy as np
 from fastapi import Response
 
-from app.pool import LoadedModel
+from app.serving.pool import LoadedModel
 
 T = TypeVar("T")
 MEDIA = {

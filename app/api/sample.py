@@ -6,21 +6,21 @@ import base64
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Response
 
-from app import generation, imaging
-from app.api.deps import json_body, json_body_schema
+from app.api.deps import MetricsDep, PoolDep, SettingsDep, require_json
 from app.api.responses import binary, model_headers, off_loop
-from app.api.routing import RequestRoute
 from app.api.schemas import ERRORS, SampleItem, SampleRequest, SampleResponse, Seed
-from app.errors import InvalidInput, LimitExceeded
-from app.latent import request_seeds
 from app.metrics import Metrics
-from app.pool import ModelPool
-from app.registry import Manifest
+from app.serving import generation
+from app.serving.pool import ModelPool
 from app.settings import Settings
+from core import imaging
+from core.errors import InvalidInput, LimitExceeded
+from core.latent import request_seeds
+from core.repository import Manifest
 
-router = APIRouter(tags=["sample"], responses=ERRORS, route_class=RequestRoute)
+router = APIRouter(tags=["sample"], responses=ERRORS)
 
 PNG_GRID = {"description": "one PNG, or a grid of n", "content": {"image/png": {}}}
 RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -37,16 +37,20 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
     "/v1/sample",
     responses=RESPONSES,
     response_class=Response,
-    openapi_extra=json_body_schema(SampleRequest),
+    dependencies=[Depends(require_json)],
 )
-async def sample(request: Request) -> Response:
+async def sample(
+    body: SampleRequest, pool: PoolDep, settings: SettingsDep, metrics: MetricsDep
+) -> Response:
     """Generate n images; a seed names one image, whatever the batch it is drawn in."""
-    return await _sample(request, await json_body(request, SampleRequest))
+    return await _sample(body, pool, settings, metrics)
 
 
 @router.get("/v1/sample.png", responses={200: PNG_GRID}, response_class=Response)
 async def sample_png(
-    request: Request,
+    pool: PoolDep,
+    settings: SettingsDep,
+    metrics: MetricsDep,
     model: Annotated[str | None, Query(max_length=64)] = None,
     version: Annotated[str | None, Query(max_length=64)] = None,
     n: Annotated[int, Query(ge=1)] = 1,
@@ -66,14 +70,12 @@ async def sample_png(
         cols=cols,
         format="png",
     )
-    return await _sample(request, body)
+    return await _sample(body, pool, settings, metrics)
 
 
-async def _sample(request: Request, body: SampleRequest) -> Response:
-    state = request.state  # one lookup: each builds a new State view of the scope
-    pool: ModelPool = state.pool
-    settings: Settings = state.settings
-    metrics: Metrics = state.metrics
+async def _sample(
+    body: SampleRequest, pool: ModelPool, settings: Settings, metrics: Metrics
+) -> Response:
     if body.n > settings.max_n:
         raise LimitExceeded(f"n={body.n} is over the limit of {settings.max_n}", field="n")
     generation.check_truncation(body.truncation, settings.min_truncation)

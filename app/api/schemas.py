@@ -3,9 +3,11 @@ limits that come from settings are checked in the handlers (they vary per deploy
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from app.jobs.store import Job, Promote
 
 Seed = Annotated[int, Field(ge=0, le=2**63 - 1)]
 ModelName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9._-]*$")]
@@ -168,3 +170,27 @@ class ModelDetail(BaseModel):
     aliases: dict[str, int]
     serving_version: int | None
     versions: list[dict[str, object]]
+
+
+class JobRequest(_Body):
+    model: ModelName
+    preset: str = Field("cdcgan", description="a config in training/configs, e.g. paper, cdcgan")
+    overrides: dict[str, Any] = Field(
+        default_factory=dict, description="config fields, dotted for nested: optimizer.lr_g"
+    )
+    base_version: int | None = Field(None, ge=1, description="fine-tune from this version")
+    dataset: str | None = Field(None, description="an uploaded dataset id; default the digits")
+    promote: Promote = "if_better"
+
+
+class Preset(BaseModel):
+    name: str
+    architecture: str
+    conditional: bool
+    max_steps: int
+    config: dict[str, Any] = Field(description="the full config a job starts from")
+
+
+class JobList(BaseModel):
+    jobs: list[Job]
+    total: int

@@ -1,11 +1,11 @@
 // Gallery: a grid from GET /v1/sample.png. Image i of a request with seed s has seed s + i
-// (app/latent.py), so any image can be picked out of the grid and reproduced alone.
+// (core/latent.py), so any image can be picked out of the grid and reproduced alone.
 
 import { query, request } from "./api.js";
 import { store } from "./store.js";
 import { $, fillLabels, h, Notice, parseSeed, randomSeed, showConditional } from "./ui.js";
 
-const PAD = 2; // app/imaging.py grid(): pixels around every tile, borders included
+const PAD = 2; // core/imaging.py grid(): pixels around every tile, borders included
 
 let root, notice, img, cursor;
 let shown = null; // what the grid on screen is: {model, version, seed, n, cols, labels, truncation}

@@ -17,9 +17,9 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from app import imaging, latent
 from app.main import create_app
-from app.registry import Repository
+from core import imaging, latent
+from core.repository import Repository
 
 from ..conftest import ROOT, app_settings
 

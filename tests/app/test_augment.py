@@ -11,10 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from gan_client import GanClient, InvalidRequestError, NotFoundError
+from gan_client.dataset import GanDataset
 from torch.utils.data import DataLoader
-
-from app.augment import GanDataset
-from app.client import GanClient, InvalidRequestError, NotFoundError
 
 ROOT = Path(__file__).resolve().parents[2]
 

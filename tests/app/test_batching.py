@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from app.batching import Batcher
-from app.errors import Overloaded
+from app.serving.batching import Batcher
+from core.errors import Overloaded
 
 # Integer-valued weights and latents keep every product exact, so a row computed inside a
 # batch equals the row computed alone whatever summation order BLAS picks for that batch size.

@@ -12,9 +12,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from gan_client.cli import progress_line
 from PIL import Image
-
-from app.cli import progress_line
 
 from ..conftest import free_port
 
@@ -24,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def cli(url: str, *args: str, api_key: str | None = None) -> subprocess.CompletedProcess[str]:
     key = ["--api-key", api_key] if api_key else []
     return subprocess.run(
-        [sys.executable, "-m", "app.cli", "--url", url, *key, *args],
+        [sys.executable, "-m", "gan_client.cli", "--url", url, *key, *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -108,7 +107,7 @@ def test_errors_print_the_problem_and_exit_2(models_dir: Path, start_server) -> 
 def test_serve_runs_the_app_factory(models_dir: Path, tmp_path: Path) -> None:
     port = free_port()
     env = {**os.environ, "GAN_MODELS_DIR": str(models_dir), "GAN_DATA_DIR": str(tmp_path)}
-    cmd = [sys.executable, "-m", "app.cli", "serve", "--port", str(port)]
+    cmd = [sys.executable, "-m", "gan_client.cli", "serve", "--port", str(port)]
     with subprocess.Popen(cmd, cwd=ROOT, env=env, stderr=subprocess.DEVNULL) as proc:
         try:
             ready = _ready(f"http://127.0.0.1:{port}", proc)

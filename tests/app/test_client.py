@@ -21,10 +21,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-
-from app import imaging
-from app.client import (
-    TERMINAL_STATES,
+from gan_client import (
     AsyncGanClient,
     GanClient,
     GanError,
@@ -33,9 +30,11 @@ from app.client import (
     OverloadedError,
     RateLimitedError,
     UnreachableError,
-    _Retry,
 )
-from app.jobs import TERMINAL
+from gan_client.calls import TERMINAL_STATES, Retry
+
+from app.jobs.store import TERMINAL
+from core import imaging
 
 from .test_api import npy
 
@@ -161,7 +160,7 @@ def test_async_client_gives_the_same_answers(models_dir: Path, start_server) -> 
 
 
 def test_the_client_loads_neither_torch_nor_fastapi() -> None:
-    code = "import sys, app.client; print(sorted({'torch', 'fastapi'} & set(sys.modules)))"
+    code = "import sys, gan_client.client; print(sorted({'torch', 'fastapi'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -301,7 +300,7 @@ def test_async_client_retries_the_same_way() -> None:
 
 
 def test_backoff_grows_with_jitter_and_stays_bounded() -> None:
-    retry = _Retry(retries=5, base_s=0.1, cap_s=1.0)
+    retry = Retry(retries=5, base_s=0.1, cap_s=1.0)
     for attempt in range(8):
         ceiling = min(1.0, 0.1 * 2**attempt)
         delays = [retry.delay(attempt, None) for _ in range(50)]

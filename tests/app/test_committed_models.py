@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from app import imaging
 from app.main import create_app
-from app.registry import Repository
 from app.settings import Settings
-from training.data import load_dataset
+from core import imaging
+from core.datasets import load_dataset
+from core.repository import Repository
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ["mnist-cdcgan", "mnist-gan"]

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 from fastapi.testclient import TestClient
 
-from app.engine import OnnxEngine, TorchScriptEngine, load_engine
 from app.main import create_app
-from app.registry import Repository
+from app.serving.engine import OnnxEngine, TorchScriptEngine, load_engine
 from app.settings import Settings
+from core.repository import Repository
 
 from ..conftest import app_settings
 
@@ -31,7 +31,7 @@ def test_the_pure_core_imports_neither_fastapi_nor_torch() -> None:
     _run(
         """
         import sys
-        import app.latent, app.imaging, app.registry
+        import core.latent, core.imaging, core.repository
         assert "torch" not in sys.modules and "fastapi" not in sys.modules, sorted(sys.modules)
         """
     )

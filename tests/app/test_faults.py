@@ -1,6 +1,6 @@
 """Faults under a running service: model files damaged while served, Redis restarting under
 queued jobs, a disk filling up under a training job. Real processes throughout: uvicorn,
-redis-server, ``python -m app.worker`` and its training child."""
+redis-server, ``python -m app.jobs.worker`` and its training child."""
 
 from __future__ import annotations
 
@@ -17,11 +17,11 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from app.errors import NotReady
+from app.jobs.queue import JobQueue
 from app.main import create_app
-from app.pool import ArtifactCheck, stamp_files
-from app.queue import JobQueue
-from app.registry import Repository
+from app.serving.pool import ArtifactCheck, stamp_files
+from core.errors import NotReady
+from core.repository import Repository
 
 from ..conftest import ROOT, app_settings, free_port
 from .test_api import problem
@@ -217,10 +217,10 @@ def _wait_step(url: str, job_id: str, step: int) -> None:
 def _start_worker(
     env: dict[str, str], log: Path, max_file_bytes: int | None = None
 ) -> subprocess.Popen[bytes]:
-    """``python -m app.worker``, its output in ``log``. With ``max_file_bytes``, the worker and
+    """``python -m app.jobs.worker``, its output in ``log``. With ``max_file_bytes``, the worker and
     so its training child may not write a file past that size (RLIMIT_FSIZE: such writes fail
     with EFBIG as a full disk fails them with ENOSPC; Python ignores SIGXFSZ, so they raise)."""
-    code = "import runpy; runpy.run_module('app.worker', run_name='__main__')"
+    code = "import runpy; runpy.run_module('app.jobs.worker', run_name='__main__')"
     if max_file_bytes is not None:
         limit = f"({max_file_bytes}, {max_file_bytes})"
         code = f"import resource; resource.setrlimit(resource.RLIMIT_FSIZE, {limit}); {code}"

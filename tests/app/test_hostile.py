@@ -23,9 +23,9 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from app import imaging
 from app.main import create_app
 from app.settings import Settings
+from core import imaging
 
 from ..conftest import app_settings
 

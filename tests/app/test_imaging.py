@@ -12,12 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageSequence
 
-from app.errors import InvalidImage, LimitExceeded, UnsupportedMediaType
-from app.imaging import (
-    DecodeLimits,
-    decode_base64_image,
-    decode_image,
-    decode_npy,
+from core.decoding import DecodeLimits, decode_base64_image, decode_image, decode_npy
+from core.errors import InvalidImage, LimitExceeded, UnsupportedMediaType
+from core.imaging import (
     encode_animated_webp,
     encode_gif,
     encode_npy,

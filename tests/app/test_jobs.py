@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import redis
 
-from app.registry import Repository
+from core.repository import Repository
 
 from ..conftest import ROOT, Server, app_settings
 
@@ -164,7 +164,7 @@ def test_a_job_queued_before_a_restart_runs_after_it(models_dir: Path, tmp_path:
 
 def _worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "app.worker"], cwd=ROOT, env={**os.environ, **env},
+        [sys.executable, "-m", "app.jobs.worker"], cwd=ROOT, env={**os.environ, **env},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
 
@@ -275,7 +275,7 @@ def _zip(entries: dict[str, bytes], symlink: str | None = None) -> bytes:
 
 
 def _png(value: int) -> bytes:
-    from app.imaging import encode_png
+    from core.imaging import encode_png
 
     return encode_png(np.full((28, 28, 1), value, np.uint8))
 

@@ -6,7 +6,7 @@ import threading
 import numpy as np
 import pytest
 
-from app.latent import (
+from core.latent import (
     MAX_SEED,
     Prior,
     interpolation_steps,
@@ -112,7 +112,7 @@ def recipe(seeds: list[int], dim: int, prior: Prior) -> np.ndarray:
 
 @pytest.mark.parametrize("prior", ["normal", "uniform"])
 def test_a_big_batch_draws_exactly_what_default_rng_draws_per_seed(prior: Prior) -> None:
-    # Big batches hash their seeds into PCG64 states all at once (app/latent.py): every seed
+    # Big batches hash their seeds into PCG64 states all at once (core/latent.py): every seed
     # size (1 or 2 uint32 words), the range ends and random seeds must match numpy exactly.
     random = np.random.default_rng(0).integers(0, MAX_SEED, 2000, dtype=np.int64).tolist()
     seeds = EDGES + random + list(range(100))

@@ -26,7 +26,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from app.main import create_app
-from app.registry import Repository
+from core.repository import Repository
 
 from ..conftest import ROOT, app_settings
 from .test_jobs import TINY_JOB
@@ -403,7 +403,7 @@ def test_screenshots(browser: Browser, start_server: Callable[..., Any]) -> None
     # Discriminator: real threes, generated threes, a seven and noise, all scored as threes.
     page.get_by_role("tab", name="Discriminator").click()
     page.select_option("#disc-label", "3")
-    data = np.load(ROOT / "training" / "data" / "mnist_5k.npz")
+    data = np.load(ROOT / "core" / "data" / "mnist_5k.npz")
     threes = data["images"][data["labels"] == 3]
     seven = data["images"][data["labels"] == 7][0]
     generated = [

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from app.errors import IntegrityError, InvalidInput, NotFound
-from app.registry import Manifest, ManifestError, Repository
+from core.errors import IntegrityError, InvalidInput, NotFound
+from core.repository import Manifest, ManifestError, Repository
 
 
 def test_versions_aliases_and_resolution(models_dir: Path) -> None:

@@ -23,12 +23,12 @@ import pytest
 from fastapi.testclient import TestClient
 from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
 
-from app import runtime
-from app.errors import IntegrityError, NotReady
 from app.main import create_app
-from app.registry import MANIFEST, Repository
-from app.runtime import LocalRuntime, ProcessRuntime, start_runtime
+from app.serving import runtime
+from app.serving.runtime import LocalRuntime, ProcessRuntime, start_runtime
 from app.settings import Settings
+from core.errors import IntegrityError, NotReady
+from core.repository import MANIFEST, Repository
 
 from ..conftest import app_settings
 
@@ -263,7 +263,7 @@ def test_where_no_process_can_start_the_engines_run_in_the_server(
         runtime, "_context", lambda: SimpleNamespace(Pipe=context.Pipe, Process=Refused)
     )
     folder, manifest = _version(models_dir, "tiny-gan")
-    with caplog.at_level(logging.WARNING, logger="app.runtime"):
+    with caplog.at_level(logging.WARNING, logger="app.serving.runtime"):
         served = start_runtime(folder, manifest, SETTINGS)  # type: ignore[arg-type]
     assert isinstance(served, LocalRuntime)
     assert "cannot start an engine process ([Errno 11] fork refused)" in caplog.text

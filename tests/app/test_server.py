@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from app.registry import Repository
+from core.repository import Repository
 
 from .test_api import npy
 

@@ -14,8 +14,8 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from app.registry import Repository
-from training.__main__ import EXIT_STOPPED
+from core.repository import Repository
+from training.events import EXIT_STOPPED
 from training.loop import CHECKPOINT
 
 ROOT = Path(__file__).resolve().parents[2]

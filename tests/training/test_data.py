@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from training.data import Dataset, DatasetError, load_dataset
+from core.datasets import Dataset, DatasetError, load_dataset
 
 
 @pytest.fixture(scope="module")

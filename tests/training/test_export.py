@@ -10,10 +10,10 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from app.errors import IntegrityError, InvalidInput
-from app.registry import MANIFEST, Manifest, Repository
+from core.datasets import load_dataset
+from core.errors import IntegrityError, InvalidInput
+from core.repository import MANIFEST, Manifest, Repository
 from tests.conftest import tiny_config
-from training.data import load_dataset
 from training.export import OPSET, PARITY_ATOL, ExportError, publish_run
 from training.loop import CHECKPOINT, train
 

@@ -10,10 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
-from app import imaging
+from core import imaging
+from core.datasets import load_dataset
 from tests.conftest import tiny_config
 from training.config import TrainConfig
-from training.data import load_dataset
 from training.loop import (
     CHECKPOINT,
     build_state,

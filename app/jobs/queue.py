@@ -1,8 +1,8 @@
 """The job queue: Huey, on SQLite in the data directory or on Redis to scale out.
 
-The service enqueues job ids; a consumer runs them through :func:`app.runner.run_job`. With no
+The service enqueues job ids; a consumer runs them through :func:`app.jobs.runner.run_job`. With no
 ``GAN_QUEUE_URL`` the consumer runs inside the service (``make serve`` alone can retrain);
-with ``redis://...`` the service only enqueues and ``python -m app.worker`` processes consume.
+with ``redis://...`` the service only enqueues and ``python -m app.jobs.worker`` processes consume.
 
 Restart safety: Huey persists queued tasks in its storage. A job whose worker died mid-run is
 found by :meth:`JobQueue.reap` (a running record whose heartbeat went stale) and requeued to
@@ -24,10 +24,10 @@ from huey import RedisHuey, SqliteHuey
 from huey.api import Huey
 from huey.consumer import Consumer
 
-from app.errors import NotReady
-from app.jobs import Job, JobStore
-from app.runner import run_job
+from app.jobs.runner import run_job
+from app.jobs.store import Job, JobStore
 from app.settings import Settings
+from core.errors import NotReady
 
 log = logging.getLogger(__name__)
 try:

@@ -3,14 +3,14 @@
 Training runs in ``python -m training train`` as a child process (crash isolation, real
 cancellation, its own memory); this supervisor, inside a queue worker, streams the child's
 JSON-line progress into the job record, beats a heartbeat, forwards cancellation as SIGTERM,
-and decides the outcome from the exit status. The child publishes the new version itself
-(export, parity check, atomic publish) without moving any alias; promotion happens here.
+and decides the outcome from the exit status (the protocol: ``training.events``). The child
+publishes the new version itself (export, parity check, atomic publish) without moving any
+alias; the job's promotion policy (``app.jobs.promotion``) is applied here.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import os
 import signal
@@ -23,13 +23,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from app.errors import NotReady
-from app.jobs import Job, JobStore, Progress
-from app.registry import DEFAULT_ALIAS, Repository
+from app.jobs.promotion import promote, published_metrics
+from app.jobs.store import Job, JobFolder, JobStore, Progress
 from app.settings import Settings
+from core.errors import NotReady
+from core.repository import Repository
+from training import events
+from training.events import EXIT_STOPPED, EventType
 
 log = logging.getLogger(__name__)
-EXIT_STOPPED = 3  # training's exit code for "stopped by a signal, checkpoint written"
 POLL_S = 0.25
 
 
@@ -50,13 +52,13 @@ def run_job(
     )
     if job is None:  # cancelled while queued, or delivered twice: nothing to do
         return
-    folder = store.dir(job_id)
-    with open(folder / "log.txt", "ab") as log_file:
+    folder = store.folder(job_id)
+    with open(folder.log, "ab") as log_file:
         proc = subprocess.Popen(
             _command(settings, job, folder),
             stdout=subprocess.PIPE,
             stderr=log_file,
-            cwd=Path(__file__).resolve().parents[1],
+            cwd=Path(__file__).resolve().parents[2],
         )
         reader = threading.Thread(
             target=_read_events, args=(store, job_id, proc, log_file), daemon=True
@@ -73,12 +75,12 @@ def run_job(
     _finish(settings, store, job_id, proc.returncode, requeue)
 
 
-def _command(settings: Settings, job: Job, folder: Path) -> list[str]:
+def _command(settings: Settings, job: Job, folder: JobFolder) -> list[str]:
     cmd = [
         sys.executable, "-m", "training", "train",
-        "--config", str(folder / "config.json"),
+        "--config", str(folder.config),
         "--name", job.model,
-        "--run-dir", str(folder / "run"),
+        "--run-dir", str(folder.run.root),
         "--out", str(settings.models_dir),
         "--no-promote",
         "--exit-with-parent",
@@ -98,21 +100,20 @@ def _read_events(
     for raw in proc.stdout:
         log_file.write(raw)
         log_file.flush()
-        try:
-            event = json.loads(raw)
-        except ValueError:
+        event = events.decode(raw)
+        if event is None:
             continue
-        kind = event.get("event") if isinstance(event, dict) else None
-        if kind == "progress":
+        kind = event["event"]
+        if kind == EventType.PROGRESS:
             if time.monotonic() - last_progress < 0.5:
                 continue  # the record is for humans; stats.jsonl has every event
             last_progress = time.monotonic()
-        if kind in ("progress", "start", "stopped", "completed"):
+        if kind in events.PROGRESS_EVENTS:
             fields = {k: v for k, v in event.items() if k in Progress.model_fields}
             store.update(job_id, functools.partial(_with_progress, fields=fields))
-        elif kind == "evaluation":
+        elif kind == EventType.EVALUATION:
             store.patch(job_id, metrics=event.get("metrics", {}))
-        elif kind == "published":
+        elif kind == EventType.PUBLISHED:
             store.patch(job_id, published_version=int(event["version"]))
 
 
@@ -137,7 +138,7 @@ def _finish(
             finished=now,
             promoted=promoted,
             promotion_reason=reason,
-            metrics=_published_metrics(settings, job) or job.metrics,
+            metrics=published_metrics(settings, job) or job.metrics,
         )
     elif returncode == EXIT_STOPPED and job.cancel_requested:
         store.patch(job_id, state="cancelled", finished=now)
@@ -152,49 +153,7 @@ def _finish(
 
 
 def _failure(store: JobStore, job_id: str, returncode: int) -> str:
-    lines = (store.dir(job_id) / "log.txt").read_text(errors="replace").strip().splitlines()
+    lines = store.folder(job_id).log.read_text(errors="replace").strip().splitlines()
     errors = [line for line in lines if not line.startswith("{")]
     tail = errors[-1] if errors else "no output"
     return f"training exited with status {returncode}: {tail[:500]}"
-
-
-def _published_metrics(settings: Settings, job: Job) -> dict[str, Any]:
-    assert job.published_version is not None
-    manifest = Repository(settings.models_dir).manifest(job.model, job.published_version)
-    return manifest.metrics
-
-
-def promote(settings: Settings, job: Job) -> tuple[bool, str]:
-    """Apply the job's promotion policy to its published version."""
-    assert job.published_version is not None
-    repo = Repository(settings.models_dir)
-    new = job.published_version
-    if job.promote == "never":
-        return False, "policy is never"
-    if job.promote == "if_better":
-        better, reason = is_better(repo, job.model, new)
-        if not better:
-            return False, reason
-    else:
-        reason = "policy is always"
-    repo.set_alias(job.model, DEFAULT_ALIAS, new)
-    return True, reason
-
-
-def is_better(repo: Repository, name: str, new: int) -> tuple[bool, str]:
-    """No worse FID and no fewer classes covered than the version in production."""
-    current = repo.aliases(name).get(DEFAULT_ALIAS)
-    if current is None:
-        return True, "no version was in production"
-    old_m = repo.manifest(name, current).metrics.get("generated")
-    new_m = repo.manifest(name, new).metrics.get("generated")
-    if not old_m or not new_m:
-        return False, "metrics missing: cannot compare with production"
-    fid_ok = new_m["fid"] <= old_m["fid"]
-    cov_ok = new_m["mode_coverage"]["classes_covered"] >= old_m["mode_coverage"]["classes_covered"]
-    verdict = (
-        f"FID {new_m['fid']:.2f} vs {old_m['fid']:.2f} in production (v{current}); classes "
-        f"covered {new_m['mode_coverage']['classes_covered']} vs "
-        f"{old_m['mode_coverage']['classes_covered']}"
-    )
-    return fid_ok and cov_ok, verdict

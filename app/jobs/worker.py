@@ -1,4 +1,4 @@
-"""A job worker: ``python -m app.worker`` consumes the queue named by GAN_QUEUE_URL.
+"""A job worker: ``python -m app.jobs.worker`` consumes the queue named by GAN_QUEUE_URL.
 
 Run any number of them (one per GPU, say). SIGTERM stops gracefully: a running training
 checkpoints and its job goes back on the queue to resume on the next free worker.
@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import logging
 
-from app.errors import NotReady
-from app.queue import JobQueue
+from app.jobs.queue import JobQueue
 from app.settings import Settings
+from core.errors import NotReady
 
 
 def main() -> None:
@@ -22,7 +22,7 @@ def main() -> None:
     try:
         queue.reap()
     except NotReady:  # the queue is down: the service replicas reap once it is back
-        logging.getLogger("app.worker").warning("queue unreachable at start: reaping skipped")
+        logging.getLogger("app.jobs.worker").warning("queue unreachable at start: reaping skipped")
     queue.consumer(embedded=False).run()
 
 

@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from app.errors import InvalidInput, LimitExceeded, NotFound
-from training.data import IMAGE_SUFFIXES, DatasetError, load_dataset
+from core.datasets import IMAGE_SUFFIXES, DatasetError, load_dataset
+from core.errors import InvalidInput, LimitExceeded, NotFound
 
 # What zipfile raises on a corrupt, truncated, encrypted or exotic archive (bad CRC or magic,
 # broken deflate data, unsupported method or version, password needed, nonsense offsets).

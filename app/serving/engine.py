@@ -17,9 +17,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from app.errors import IntegrityError
-from app.registry import Manifest
 from app.settings import Settings
+from core.errors import IntegrityError
+from core.repository import Manifest
 
 log = logging.getLogger(__name__)
 

@@ -17,14 +17,15 @@ import argparse
 import datetime
 import os
 import sys
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from app.client import GanClient, GanError
-from training.config import parse_value
+from gan_client.client import GanClient
+from gan_client.errors import GanError
 
 EXIT_ERROR = 2
 BAR_WIDTH = 30
@@ -115,11 +116,24 @@ def _client(args: argparse.Namespace) -> GanClient:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    # Imported here: the client commands should not pay for loading the server.
-    import uvicorn
+    # The server is another distribution (gan-serve); the client never imports it, so this
+    # command hands over to uvicorn in the same interpreter, where the server is installed.
+    cmd = [sys.executable, "-m", "uvicorn", "--factory", "app.main:create_app"]
+    cmd += ["--host", args.host, "--port", str(args.port), "--no-access-log"]
+    try:
+        os.execv(sys.executable, cmd)
+    except OSError as e:
+        print(f"error: cannot start the server: {e}", file=sys.stderr)
+    return EXIT_ERROR
 
-    uvicorn.run("app.main:create_app", factory=True, host=args.host, port=args.port)
-    return 0
+
+def parse_value(text: str) -> Any:
+    """A ``--set`` value as TOML would read it, the syntax of ``python -m training --set``;
+    a bare word stays a string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
 
 
 def _sample(args: argparse.Namespace) -> int:
@@ -250,5 +264,5 @@ def _table(rows: list[list[str]]) -> None:
 
 
 if __name__ == "__main__":
-    # Let `python -m app.cli` exit the way the console script does.
+    # Let `python -m gan_client.cli` exit the way the console script does.
     sys.exit(main())

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from app import imaging, latent
-from app.errors import InvalidInput
-from app.pool import LoadedModel
-from app.registry import Manifest
+from app.serving.pool import LoadedModel
+from core import imaging, latent
+from core.errors import InvalidInput
+from core.repository import Manifest
 
 
 @dataclass(frozen=True)

@@ -25,12 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
-from app.batching import Batcher, RunFn
-from app.errors import ApiError, NotFound, NotReady
 from app.metrics import Metrics
-from app.registry import DEFAULT_ALIAS, LATEST, Listing, Manifest, Repository, sha256_file
-from app.runtime import Runtime, start_runtime
+from app.serving.batching import Batcher, RunFn
+from app.serving.runtime import Runtime, start_runtime
 from app.settings import Settings
+from core.errors import ApiError, NotFound, NotReady
+from core.repository import DEFAULT_ALIAS, LATEST, Listing, Manifest, Repository, sha256_file
 
 log = logging.getLogger(__name__)
 Stamp = tuple[int, int, int]  # (size, mtime_ns, inode): what changes when a file is rewritten
@@ -124,7 +124,7 @@ class LoadedModel:
     async def sample(
         self, seeds: Sequence[int], labels: np.ndarray | None, truncation: float | None
     ) -> np.ndarray:
-        """Pixels uint8 [N, H, W, C] of the images the seeds name (app/latent.py).
+        """Pixels uint8 [N, H, W, C] of the images the seeds name (core/latent.py).
 
         The runtime draws the latents, not the event loop (app/runtime.py).
         """

@@ -2,8 +2,10 @@
 
     <data_dir>/jobs/<id>/job.json     the record (state, progress, metrics, outcome)
     <data_dir>/jobs/<id>/config.json  the validated training config the child runs
-    <data_dir>/jobs/<id>/run/         the training run: checkpoint, stats.jsonl, samples.png
+    <data_dir>/jobs/<id>/run/         the training run (training.events.RunFiles)
     <data_dir>/jobs/<id>/log.txt      the child's output
+
+:class:`JobFolder` is the one place these paths are spelled out.
 
 Every write replaces job.json atomically under a per-job file lock, so readers on any replica
 never see a torn record and two writers never lose each other's update.
@@ -15,19 +17,20 @@ stops or dies mid-run: the job resumes from its checkpoint).
 from __future__ import annotations
 
 import fcntl
-import os
 import shutil
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from app.errors import Conflict, NotFound
+from core.atomic import write_atomic
+from core.errors import Conflict, NotFound
+from training.events import RunFiles
 
 State = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
@@ -70,30 +73,61 @@ class Job(BaseModel):
     error: str | None = None
 
 
+@dataclass(frozen=True)
+class JobFolder:
+    """The paths of one job's folder.
+
+    >>> JobFolder(Path("data/jobs/4be1c0ffee")).run.stats
+    PosixPath('data/jobs/4be1c0ffee/run/stats.jsonl')
+    """
+
+    root: Path
+
+    @property
+    def record(self) -> Path:
+        return self.root / "job.json"
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.json"
+
+    @property
+    def run(self) -> RunFiles:
+        return RunFiles(self.root / "run")
+
+    @property
+    def log(self) -> Path:
+        return self.root / "log.txt"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / ".lock"
+
+
 class JobStore:
     def __init__(self, data_dir: Path) -> None:
         self.root = Path(data_dir) / "jobs"
         self.root.mkdir(parents=True, exist_ok=True)
 
-    def dir(self, job_id: str) -> Path:
-        if not job_id.isalnum() or len(job_id) > 64:  # ids are hex; anything else is a probe
+    def folder(self, job_id: str) -> JobFolder:
+        # Ids are 16 ASCII hex digits; anything else is a probe (str.isalnum admits non-ASCII).
+        if not (job_id.isascii() and job_id.isalnum()) or len(job_id) > 64:
             raise NotFound(f"no job {job_id!r}")
-        return self.root / job_id
+        return JobFolder(self.root / job_id)
 
     def create(self, **fields: Any) -> Job:
         job = Job(id=uuid.uuid4().hex[:16], **fields)
-        folder = self.dir(job.id)
-        folder.mkdir()
+        self.folder(job.id).root.mkdir()
         self._write(job)
         return job
 
     def discard(self, job_id: str) -> None:
         """Remove a record that never reached the queue."""
-        shutil.rmtree(self.dir(job_id), ignore_errors=True)
+        shutil.rmtree(self.folder(job_id).root, ignore_errors=True)
 
     def get(self, job_id: str) -> Job:
         try:
-            return Job.model_validate_json((self.dir(job_id) / "job.json").read_bytes())
+            return Job.model_validate_json(self.folder(job_id).record.read_bytes())
         except FileNotFoundError as e:
             raise NotFound(f"no job {job_id!r}") from e
 
@@ -147,19 +181,12 @@ class JobStore:
         return self.update(job_id, change)
 
     def _write(self, job: Job) -> None:
-        folder = self.dir(job.id)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".job.")
-        with os.fdopen(fd, "w") as f:
-            f.write(job.model_dump_json(indent=2))
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, folder / "job.json")
+        write_atomic(self.folder(job.id).record, job.model_dump_json(indent=2).encode())
 
     @contextmanager
     def _lock(self, job_id: str) -> Iterator[None]:
         try:
-            lock = open(self.dir(job_id) / ".lock", "a")
+            lock = open(self.folder(job_id).lock, "a")
         except FileNotFoundError as e:  # no such job folder: a 404, not a 500
             raise NotFound(f"no job {job_id!r}") from e
         with lock:

@@ -34,11 +34,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from app import imaging, latent
-from app.engine import Engine, load_engine
-from app.errors import ApiError, IntegrityError, NotReady
-from app.registry import Manifest, sha256_file
+from app.serving.engine import Engine, load_engine
 from app.settings import Settings
+from core import imaging, latent
+from core.errors import ApiError, IntegrityError, NotReady
+from core.repository import Manifest, sha256_file
 
 log = logging.getLogger(__name__)
 Inputs = dict[str, np.ndarray]

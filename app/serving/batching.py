@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from app.errors import Overloaded
+from core.errors import Overloaded
 
 __all__ = ["Batcher", "RunFn"]
 

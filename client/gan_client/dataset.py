@@ -1,7 +1,7 @@
 """Labelled synthetic batches from gan-serve, as a PyTorch ``IterableDataset``.
 
 Training-side only: this module needs torch (``pip install 'gan-serve[train]'``), and nothing
-on the serving path imports it. It talks to the service through ``app.client``.
+on the serving path imports it. It talks to the service through ``gan_client.client``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from app.client import GanClient
+from gan_client.client import GanClient
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 # The API's largest seed is 2**63 - 1 and image i of a batch uses base + i; bases drawn below
