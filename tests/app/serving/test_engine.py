@@ -17,7 +17,7 @@ from core.repository import Repository
 
 from ..conftest import app_settings
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _run(code: str) -> None:
