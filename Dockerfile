@@ -14,6 +14,7 @@ WORKDIR /srv
 RUN useradd --uid 10001 --create-home gan && mkdir -p /data && chown gan /data
 COPY requirements/constraints.txt requirements/constraints.txt
 COPY pyproject.toml README.md ./
+COPY core core
 COPY app app
 COPY training training
 

@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypedDict
 
+import pydantic_core
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
@@ -186,7 +187,15 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return _validation_problem(exc.errors())
+        errors = exc.errors()
+        first = errors[0] if errors else {}
+        if first.get("type") == "json_invalid" or first == {
+            **first,
+            "type": "missing",
+            "loc": ("body",),
+        }:
+            return _invalid_json(exc.body)  # the body as a whole, not one of its fields
+        return _validation_problem(errors)
 
     @app.exception_handler(ValidationError)
     async def invalid_value(request: Request, exc: ValidationError) -> JSONResponse:
@@ -194,6 +203,8 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        if isinstance(exc.__cause__, RecursionError | UnicodeDecodeError):
+            return _invalid_json(exc.__cause__)  # FastAPI's "error parsing the body"
         titles = {404: "not found", 405: "method not allowed", 413: "limit exceeded"}
         title = titles.get(exc.status_code, "bad request" if exc.status_code < 500 else "error")
         response = problem(exc.status_code, title, str(exc.detail))
@@ -205,6 +216,28 @@ def _install_error_handlers(app: FastAPI) -> None:
         # Logged with its traceback here; the client gets no internals.
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return problem(500, "internal error", "the server failed; the error was logged")
+
+
+def _invalid_json(cause: object) -> JSONResponse:
+    """What is wrong with a body that is not a JSON document, said as a parser says it.
+
+    FastAPI parses with the standard library and reports only that parsing failed; the body's
+    own text, parsed again by pydantic-core (on this error path only), names where and why:
+    an early end, bad UTF-8, nesting past the recursion limit.
+    """
+    if isinstance(cause, RecursionError):
+        why = "nested too deeply (recursion limit exceeded)"
+    elif isinstance(cause, UnicodeDecodeError):
+        why = f"invalid unicode: the body is not UTF-8 ({cause.reason} at byte {cause.start})"
+    elif cause is None or cause == b"" or cause == "":
+        why = "the body is empty; send a JSON object"
+    else:
+        try:
+            pydantic_core.from_json(cause if isinstance(cause, str | bytes) else str(cause))
+            why = "unreadable"
+        except ValueError as e:
+            why = str(e)
+    return problem(422, "validation error", f"Invalid JSON: {why}")
 
 
 def _validation_problem(errors: object) -> JSONResponse:
