@@ -33,9 +33,6 @@ class Settings(BaseSettings):
     ort_spinning: bool = Field(
         True, description="ONNX Runtime threads spin between runs: faster, but burn CPU"
     )
-    engine_process: bool = Field(
-        True, description="run each loaded version's engines in a child process of their own"
-    )
     gil_switch_interval_us: int = Field(
         100,
         ge=1,

@@ -27,7 +27,7 @@ import numpy as np
 
 from app.metrics import Metrics
 from app.serving.batching import Batcher, RunFn
-from app.serving.runtime import Runtime, start_runtime
+from app.serving.runtime import Runtime
 from app.settings import Settings
 from core.errors import ApiError, NotFound, NotReady
 from core.repository import DEFAULT_ALIAS, LATEST, Listing, Manifest, Repository, sha256_file
@@ -126,7 +126,7 @@ class LoadedModel:
     ) -> np.ndarray:
         """Pixels uint8 [N, H, W, C] of the images the seeds name (core/latent.py).
 
-        The runtime draws the latents, not the event loop (app/runtime.py).
+        The runtime draws the latents in the batcher's thread, not on the event loop.
         """
         inputs = {"seed": np.asarray(seeds, dtype=np.int64)}
         if truncation is not None:
@@ -156,7 +156,14 @@ class LoadedModel:
         await self.generator.close()
         if self.discriminator is not None:
             await self.discriminator.close()
-        await asyncio.to_thread(self.runtime.close)
+
+    def hung(self, timeout_s: float) -> str | None:
+        """Why this version cannot serve, when an engine call has run past ``timeout_s``."""
+        for role, batcher in (("generator", self.generator), ("discriminator", self.discriminator)):
+            busy = batcher.busy_s() if batcher is not None else 0.0
+            if busy > timeout_s:
+                return f"the {role}'s engine call has run for {busy:.0f} s: hung"
+        return None
 
 
 @dataclass
@@ -222,16 +229,21 @@ class ModelPool:
         return {n: e.serving.version if e.serving else None for n, e in self._entries.items()}
 
     def readiness(self) -> dict[str, dict[str, object]]:
-        return {
-            name: {
-                "ready": entry.serving is not None,
-                "version": entry.serving.version if entry.serving else None,
-                "device": entry.serving.device if entry.serving else None,
-                "error": entry.error,
-                "integrity": entry.serving.artifacts.error if entry.serving else None,
+        """Per model: ready once a version serves, and not while its engine is hung (an
+        in-process engine cannot be killed: readiness takes the replica out of rotation and
+        the orchestrator restarts it)."""
+        out: dict[str, dict[str, object]] = {}
+        for name, entry in sorted(self._entries.items()):
+            model = entry.serving
+            hung = model.hung(self.settings.request_timeout_s) if model else None
+            out[name] = {
+                "ready": model is not None and hung is None,
+                "version": model.version if model else None,
+                "device": model.device if model else None,
+                "error": hung or entry.error,
+                "integrity": model.artifacts.error if model else None,
             }
-            for name, entry in sorted(self._entries.items())
-        }
+        return out
 
     async def get(self, name: str | None, version: str | int | None) -> LoadedModel:
         """The model to serve a request: the serving version unless another is named."""
@@ -380,8 +392,7 @@ class ModelPool:
         folder = self.repo.version_dir(name, version)
         stamps = stamp_files(folder)  # before hashing: a write after this shows at the next check
         manifest = self.repo.verify(name, version)
-        restarts = self.metrics.engine_restarts.labels(name)
-        runtime = start_runtime(folder, manifest, self.settings, on_restart=restarts.inc)
+        runtime = Runtime.load(folder, manifest, self.settings)
         return manifest, runtime, ArtifactCheck(folder, dict(manifest.artifacts), stamps)
 
 

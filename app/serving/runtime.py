@@ -1,88 +1,42 @@
-"""Where a loaded version's engines run: in a child process (the default), or in this one.
+"""A loaded version's engines, in the server process: seeds in, pixels out; images in, logits out.
 
-A runtime turns a batch into results: ``generate`` takes seeds (or latents ``z``) and returns
-pixels, ``discriminate`` takes images and returns logits. The batchers call it from their
-threads, one call per role at a time.
+The batchers call a runtime from their threads, one call per role at a time; ONNX Runtime and
+torch let go of the GIL while they compute. Engines once ran in a child process per version;
+measured against that (README, Engine placement), in-process engines serve big requests as
+fast on a CPU and 1.8x faster on a GPU, cost 6 MB per loaded version where a child cost 17 MB
+(and on a GPU a CUDA context each), and lose about a sixth of n=1 requests/s on 2 CPUs. So
+they run here, and what a process boundary gave is replaced this way:
 
-``ProcessRuntime`` runs the engines in a child process per version. Drawing latents, running
-the engine and converting to pixels then never hold the server's GIL: in this process a batch
-costs one socket write and one read, where it used to release and retake the GIL a couple of
-dozen times (once per latent drawn, once per numpy step), each time waiting for a busy event
-loop to let go (README, Benchmarks). A child that dies, or does not answer within the request
-timeout, is started again on the next call, after its files are checked against the manifest
-once more; the call that found it dead is answered 503.
+- a hung engine call: its callers are answered 503 at ``GAN_REQUEST_TIMEOUT_S`` (the batcher's
+  timeout), and ``/readyz`` turns 503 naming the stuck engine for as long as the call runs, so
+  a load balancer stops sending to the replica and the orchestrator restarts it;
+- a crash inside a runtime (a segfault) ends the server process, which the orchestrator (the
+  compose restart policy, a Kubernetes Deployment) starts again; the model repository is on
+  disk, so nothing is lost but the requests in flight.
 
-    >>> runtime = start_runtime(folder, manifest, settings)   # loads, warms up, or raises
+    >>> runtime = Runtime.load(folder, manifest, settings)   # loads, warms up, or raises
     >>> pixels = runtime.generate({"seed": np.array([7, 8])})  # uint8 [2, H, W, C]
-    >>> runtime.close()
 """
 
 from __future__ import annotations
 
-import functools
 import logging
-import multiprocessing
-import pickle
-import signal
-import socket
-import struct
-import threading
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
 
 import numpy as np
 
 from app.serving.engine import Engine, load_engine
 from app.settings import Settings
 from core import imaging, latent
-from core.errors import ApiError, IntegrityError, NotReady
-from core.repository import Manifest, sha256_file
+from core.errors import IntegrityError
+from core.repository import Manifest
 
 log = logging.getLogger(__name__)
 Inputs = dict[str, np.ndarray]
 
 
-class Runtime(Protocol):
-    device: str
-    has_discriminator: bool
-
-    def generate(self, inputs: Inputs) -> np.ndarray: ...
-
-    def discriminate(self, inputs: Inputs) -> np.ndarray: ...
-
-    def close(self) -> None: ...
-
-
-def start_runtime(
-    folder: Path,
-    manifest: Manifest,
-    settings: Settings,
-    on_restart: Callable[[], None] = lambda: None,
-) -> Runtime:
-    """Load and warm a verified version's engines where ``settings.engine_process`` says.
-
-    A process that cannot be started at all (no writable temporary directory for the fork
-    server's socket, fork refused) leaves the engines in this process, with a warning: the
-    service is slower on many small requests that way, but it serves.
-    """
-    if settings.engine_process:
-        try:
-            return ProcessRuntime(folder, manifest, settings, on_restart)
-        except ProcessUnavailable as e:
-            log.warning(
-                "%s v%d: cannot start an engine process (%s); its engines run in the server "
-                "process instead",
-                manifest.name,
-                manifest.version,
-                e,
-            )
-    return LocalRuntime.load(folder, manifest, settings)
-
-
-class LocalRuntime:
-    """The engines in this process; also what a ``ProcessRuntime``'s child runs."""
+class Runtime:
+    """A verified version's generator and (when it has one) discriminator, warmed up."""
 
     def __init__(self, manifest: Manifest, generator: Engine, discriminator: Engine | None):
         self.manifest = manifest
@@ -94,7 +48,7 @@ class LocalRuntime:
         self._range = (lo, hi)
 
     @classmethod
-    def load(cls, folder: Path, manifest: Manifest, settings: Settings) -> LocalRuntime:
+    def load(cls, folder: Path, manifest: Manifest, settings: Settings) -> Runtime:
         g = load_engine(folder, manifest, "generator", settings)
         d = load_engine(folder, manifest, "discriminator", settings) if _has_d(manifest) else None
         _warm_up(manifest, g, d)
@@ -112,9 +66,6 @@ class LocalRuntime:
             m = self.manifest
             raise RuntimeError(f"{m.name} v{m.version} has no discriminator")
         return self._discriminator.run(inputs)
-
-    def close(self) -> None:
-        pass  # the sessions go with the object
 
 
 def _has_d(manifest: Manifest) -> bool:
@@ -149,286 +100,3 @@ def _warm_up(manifest: Manifest, g: Engine, d: Engine | None) -> None:
         raise
     except Exception as e:  # a graph whose inputs do not match its manifest
         raise IntegrityError(f"{manifest.name} v{manifest.version} fails a test run: {e}") from e
-
-
-# --- the child process ------------------------------------------------------------------------
-
-
-class ProcessUnavailable(Exception):
-    """An engine process could not be started at all (not: it started and failed to load)."""
-
-
-@functools.cache
-def _context() -> multiprocessing.context.BaseContext:
-    # forkserver: children fork from a clean process that has imported this module and ONNX
-    # Runtime once, so a version starts in milliseconds of forking rather than seconds of
-    # imports, and never inherits the server's threads (forking those is unsafe).
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("spawn")
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([__name__, "onnxruntime"])
-    return context
-
-
-def _child_main(
-    socks: dict[str, socket.socket], folder: Path, manifest: Manifest, settings: Settings
-) -> None:
-    # Ctrl-C in a terminal reaches the whole process group; the server's shutdown stops us.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        runtime = LocalRuntime.load(folder, manifest, settings)
-    except BaseException as e:
-        _send(socks["generator"], ("error", _portable(e)))
-        return
-    _send(socks["generator"], ("ready", runtime.device))
-    if runtime.has_discriminator:
-        threading.Thread(
-            target=_serve, args=(socks["discriminator"], runtime.discriminate), daemon=True
-        ).start()
-    _serve(socks["generator"], runtime.generate)  # returns when the server closes the socket
-
-
-def _serve(sock: socket.socket, run: Callable[[Inputs], np.ndarray]) -> None:
-    while True:
-        reply: tuple[str, np.ndarray | BaseException]
-        try:
-            inputs = _recv(sock)
-        except (EOFError, OSError):  # the server closed the socket, or died
-            return
-        try:
-            reply = ("ok", run(inputs))
-        except Exception as e:  # the caller's batch gets it; the child serves on
-            reply = ("error", _portable(e))
-        try:
-            _send(sock, reply)
-        except OSError:
-            return
-
-
-# Messages are pickles behind an 8-byte length, over a blocking socket pair. The server's end
-# has kernel timeouts (SO_RCVTIMEO, SO_SNDTIMEO) rather than a poll before each read, so a batch
-# costs its batcher thread one write and one read: each system call lets go of the GIL, and
-# taking it back means waiting for the event loop to let go (README, Benchmarks). Each socket
-# carries one exchange at a time (a batcher thread per role), so a read never meets the bytes
-# of a next message.
-_HEADER = struct.Struct("<Q")
-_SMALL = 1 << 16  # a message this size goes out in one write, header and all
-
-
-def _send(sock: socket.socket, message: object) -> None:
-    """One message; TimeoutError past SO_SNDTIMEO (a stuck reader, a full buffer)."""
-    payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    header = _HEADER.pack(len(payload))
-    try:
-        if len(payload) <= _SMALL:
-            sock.sendall(header + payload)
-        else:  # no copy of a large payload just to prepend 8 bytes
-            sock.sendall(header)
-            sock.sendall(payload)
-    except BlockingIOError:
-        raise TimeoutError from None
-
-
-def _recv(sock: socket.socket) -> Any:
-    """One message; EOFError when the other end closed, TimeoutError past SO_RCVTIMEO."""
-    try:
-        data = _recv_some(sock, _SMALL + _HEADER.size)  # most messages: all of it, in one read
-        while len(data) < _HEADER.size:
-            data += _recv_some(sock, _HEADER.size - len(data))
-        (size,) = _HEADER.unpack_from(data)
-        if len(data) - _HEADER.size == size:
-            return pickle.loads(memoryview(data)[_HEADER.size :])
-        buffer = bytearray(size)
-        got = len(data) - _HEADER.size
-        buffer[:got] = memoryview(data)[_HEADER.size :]
-        view = memoryview(buffer)
-        while got < size:
-            read = sock.recv_into(view[got:])
-            if read == 0:
-                raise EOFError
-            got += read
-        return pickle.loads(buffer)
-    except BlockingIOError:  # SO_RCVTIMEO: nothing came in time
-        raise TimeoutError from None
-
-
-def _recv_some(sock: socket.socket, most: int) -> bytes:
-    data = sock.recv(most)
-    if not data:
-        raise EOFError
-    return data
-
-
-def _portable(e: BaseException) -> BaseException:
-    """``e`` if it survives pickling (ours do), else a RuntimeError that says what it was."""
-    try:
-        pickle.loads(pickle.dumps(e))
-    except Exception:
-        return RuntimeError(f"{type(e).__name__}: {e}")
-    return e
-
-
-@dataclass
-class _Child:
-    process: multiprocessing.process.BaseProcess
-    socks: dict[str, socket.socket]
-    device: str
-    dead: bool = False
-
-    @classmethod
-    def start(cls, folder: Path, manifest: Manifest, settings: Settings) -> _Child:
-        context = _context()
-        pairs = {role: socket.socketpair() for role in ("generator", "discriminator")}
-        theirs = {role: pair[1] for role, pair in pairs.items()}
-        process = context.Process(  # type: ignore[attr-defined]
-            target=_child_main,
-            args=(theirs, folder, manifest, settings),
-            name=f"engine-{manifest.name}-v{manifest.version}",
-            daemon=True,  # never outlives the server, however it exits
-        )
-        try:
-            process.start()
-        except OSError as e:
-            for pair in pairs.values():
-                for sock in pair:
-                    sock.close()
-            raise ProcessUnavailable(str(e)) from e
-        child = cls(process, {role: pair[0] for role, pair in pairs.items()}, "")
-        for sock in theirs.values():
-            sock.close()  # so that our reads see EOF when the child dies
-        try:
-            status, value = _recv(child.socks["generator"])  # loading takes what it takes
-        except EOFError:
-            child.stop()
-            raise IntegrityError(
-                f"{manifest.name} v{manifest.version}: the engine process {child.exit()} "
-                "while loading"
-            ) from None
-        if status == "error":
-            child.stop()
-            raise value
-        child.device = value
-        # No batch takes this long: a read that times out finds the child stuck.
-        # A zero timeval would mean no timeout at all: never less than a microsecond, and never
-        # more than a C long holds on any platform (68 years).
-        timeout = min(settings.request_timeout_s, 2**31 - 1)
-        seconds, micros = divmod(max(1, round(timeout * 1e6)), 1_000_000)
-        timeval = struct.pack("ll", seconds, micros)
-        for sock in child.socks.values():
-            for option in (socket.SO_RCVTIMEO, socket.SO_SNDTIMEO):  # a large batch fills
-                sock.setsockopt(socket.SOL_SOCKET, option, timeval)  # the buffer, too
-        return child
-
-    def exit(self) -> str:
-        """How the process ended, in words."""
-        self.process.join(1)
-        code = self.process.exitcode
-        if code is None:
-            return "stopped answering"
-        return f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
-
-    def kill(self) -> None:
-        self.process.kill()
-        self.process.join()
-
-    def stop(self) -> None:
-        for sock in self.socks.values():
-            sock.close()  # the child reads EOF and returns
-        self.process.join(5)
-        if self.process.is_alive():
-            self.process.kill()
-            self.process.join()
-
-
-class ProcessRuntime:
-    """The engines in a child process (module docstring). Thread-safe for one caller per role."""
-
-    def __init__(
-        self,
-        folder: Path,
-        manifest: Manifest,
-        settings: Settings,
-        on_restart: Callable[[], None] = lambda: None,
-    ) -> None:
-        self.manifest = manifest
-        self._name = f"{manifest.name} v{manifest.version}"  # for logs and errors
-        self._start = functools.partial(_Child.start, folder, manifest, settings)
-        self._folder = folder
-        self._on_restart = on_restart
-        self._timeout = settings.request_timeout_s
-        self._lock = threading.Lock()  # one restart at a time, and none after close
-        self._closed = False
-        self._child = self._start()
-        self.device = self._child.device
-        self.has_discriminator = _has_d(manifest)
-
-    @property
-    def pid(self) -> int | None:
-        return self._child.process.pid
-
-    def generate(self, inputs: Inputs) -> np.ndarray:
-        return self._call("generator", inputs)
-
-    def discriminate(self, inputs: Inputs) -> np.ndarray:
-        return self._call("discriminator", inputs)
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            self._child.stop()
-
-    def _call(self, role: str, inputs: Inputs) -> np.ndarray:
-        child = self._live_child()
-        sock = child.socks[role]
-        name = self._name
-        try:
-            _send(sock, inputs)
-            status, value = _recv(sock)
-        except TimeoutError:
-            child.dead = True
-            child.kill()
-            log.error("%s: the engine process hung; killed it, starting another", name)
-            raise NotReady(
-                f"the engine process of {name} did not answer within {self._timeout:g} s; "
-                "it is being restarted, retry"
-            ) from None
-        except (EOFError, OSError):
-            child.dead = True
-            how = child.exit()
-            log.error("%s: the engine process %s; starting another", name, how)
-            raise NotReady(
-                f"the engine process of {name} {how} during this request; it is being "
-                "restarted, retry"
-            ) from None
-        if status == "error":
-            raise value
-        result: np.ndarray = value
-        return result
-
-    def _live_child(self) -> _Child:
-        child = self._child
-        if not child.dead:
-            return child
-        with self._lock:
-            if self._closed:
-                raise NotReady(f"{self._name} is shutting down")
-            if self._child is child:  # not restarted yet by the other role's thread
-                child.stop()
-                self._child = self._restart()
-            return self._child
-
-    def _restart(self) -> _Child:
-        name = self._name
-        try:
-            for file, expected in self.manifest.artifacts.items():
-                # Never start on files other than the ones verified at load.
-                if sha256_file(self._folder / file) != expected:
-                    raise IntegrityError(f"{file} changed on disk since it was loaded")
-            child = self._start()
-        except (ApiError, OSError, ProcessUnavailable) as e:
-            detail = e.detail if isinstance(e, ApiError) else str(e)
-            log.error("%s: cannot restart the engine process: %s", name, detail)
-            raise NotReady(f"the engine process of {name} cannot restart: {detail}") from e
-        self._on_restart()
-        log.info("%s: engine process restarted (pid %s)", name, child.process.pid)
-        return child
