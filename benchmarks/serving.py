@@ -57,12 +57,14 @@ def rate(fn: Callable[[], int], seconds: float) -> float:
     return done / elapsed
 
 
-def in_process(model: str) -> dict[int, Callable[[], int]]:
-    """Calls of the generator's engine at batch 1, 64 and 1024, each returning its batch size."""
+def in_process(model: str, **settings: object) -> dict[int, Callable[[], int]]:
+    """Calls of the generator's engine at batch 1, 64 and 1024, each returning its batch size;
+    the engine as the server configures it, or as ``settings`` (intra_op_threads, ...) say."""
     repo = Repository(ROOT / "models")
     version = repo.resolve(model, None)
     m = repo.verify(model, version)
-    engine = load_engine(repo.version_dir(model, version), m, "generator", Settings(device="cpu"))
+    config = Settings(device="cpu", **settings)  # type: ignore[arg-type]
+    engine = load_engine(repo.version_dir(model, version), m, "generator", config)
     calls: dict[int, Callable[[], int]] = {}
     for n in (1, 64, 1024):
         z = latent.latents(range(n), m.latent.dim, m.latent.prior)
@@ -223,9 +225,25 @@ def main() -> None:
 
     calls = in_process(args.model)
     engine = {n: rate(once, s) for n, once in calls.items()}
-    print("in-process engine (ONNX Runtime, CPU)")
+    print("in-process engine (ONNX Runtime, CPU, as the server configures it)")
     for n, ips in engine.items():
         print(f"  batch {n:5d}: {ips:10.0f} images/s   ({ips / engine[1024]:.2f} of batch 1024)")
+    # The yardstick for big requests is the best engine configuration these cores allow, not
+    # the server's own: every intra-op thread count, spinning on and off.
+    configs = {
+        f"{t} thread{'s' * (t > 1)}, spinning {spin}": in_process(
+            args.model, intra_op_threads=t, ort_spinning=spin == "on"
+        )[1024]
+        for t in range(1, _cpus() + 1)
+        for spin in ("on", "off")
+    }
+    batch_1024 = {name: rate(once, s) for name, once in configs.items()}
+    best = max(batch_1024, key=batch_1024.__getitem__)
+    print(
+        "  batch  1024 by configuration: "
+        + ", ".join(f"{name} {ips:.0f}" for name, ips in batch_1024.items())
+        + f"; best: {best}"
+    )
 
     # Each ratio from runs taken back to back, in rounds, for the drift n1_loads describes.
     server = Server()
@@ -237,13 +255,14 @@ def main() -> None:
 
         big = _rounds(
             {
-                "engine": lambda: rate(calls[1024], s / 2),
+                "engine": lambda: rate(configs[best], s / 2),
                 "http": lambda: http_rate(server, {**base, "n": 1024, "format": "npy"}, s / 2),
             }
         )
         print(
-            f"\nHTTP /v1/sample npy n=1024: {_median(big, 'http', 'engine')} x in-process"
-            f" batch 1024 (target >= 0.85), {statistics.median(big['http']):.0f} images/s"
+            f"\nHTTP /v1/sample npy n=1024: {_median(big, 'http', 'engine')} x the best in-process"
+            f" engine at batch 1024 ({best}; target >= 0.85),"
+            f" {statistics.median(big['http']):.0f} images/s"
         )
         small = _rounds({f: functools.partial(n64, f) for f in ("npy", "png", "json")})
         print(
@@ -262,6 +281,10 @@ def main() -> None:
     finally:
         server.stop()
     n1_loads(args.model, s)
+
+
+def _cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _rounds(measures: dict[str, Callable[[], float]], rounds: int = 5) -> dict[str, list[float]]:

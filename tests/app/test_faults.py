@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 
 from app.jobs.queue import JobQueue
 from app.main import create_app
-from app.serving.pool import ArtifactCheck, stamp_files
+from app.serving.artifacts import ArtifactCheck, stamp_files
 from core.errors import NotReady
 from core.repository import Repository
 
