@@ -18,7 +18,6 @@ from app.settings import Settings
 from core import imaging
 from core.errors import InvalidInput, LimitExceeded
 from core.latent import request_seeds
-from core.repository import Manifest
 
 router = APIRouter(tags=["sample"], responses=ERRORS)
 
@@ -84,7 +83,9 @@ async def _sample(
         seeds = request_seeds(body.n, body.seed, body.seeds)
     except ValueError as e:
         raise InvalidInput(str(e), field="seed") from e
-    out = await generation.sample(model, seeds, body.labels, body.truncation)
+    out = await generation.sample(
+        model, seeds, body.labels, body.truncation, with_latents=body.return_latents
+    )
     metrics.images_generated.labels(model.name, str(model.version)).inc(len(seeds))
     headers = _seed_headers(out)
     if body.format == "npy":
@@ -95,8 +96,7 @@ async def _sample(
     if body.format == "zip":
         zipped = await off_loop(_zip, out, model.name, model.version, pixels=out.images)
         return binary(zipped, "zip", model, headers)
-    latents_of = model.manifest if body.return_latents else None
-    items = await off_loop(_items, out, latents_of, pixels=out.images)
+    items = await off_loop(_items, out, pixels=out.images)
     content = SampleResponse(model=model.name, version=model.version, images=items)
     return Response(
         content.model_dump_json(),
@@ -131,9 +131,9 @@ def _zip(out: generation.Samples, name: str, version: int) -> bytes:
     return imaging.encode_zip(out.images, names, manifest)
 
 
-def _items(out: generation.Samples, latents_of: Manifest | None) -> list[SampleItem]:
-    """Each image as base64 PNG, with its latent when ``latents_of`` names the model."""
-    z = None if latents_of is None else generation.sample_latents(latents_of, out)
+def _items(out: generation.Samples) -> list[SampleItem]:
+    """Each image as base64 PNG, with its latent when the request asked for latents."""
+    z = out.latents
     return [
         SampleItem(
             seed=s,

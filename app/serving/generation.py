@@ -8,6 +8,7 @@ Rules a client can rely on (and reproduce with numpy and ONNX Runtime alone):
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -25,6 +26,7 @@ class Samples:
     seeds: list[int]
     labels: np.ndarray | None  # int64 [N]
     truncation: float | None
+    latents: np.ndarray | None = None  # float32 [N, latent_dim], when asked for
 
 
 def resolve_labels(
@@ -64,15 +66,18 @@ async def sample(
     seeds: Sequence[int],
     labels: int | Sequence[int] | None,
     truncation: float | None,
+    *,
+    with_latents: bool = False,
 ) -> Samples:
+    """The images the seeds name; ``with_latents`` also returns the latents they came from,
+    drawn once (in a worker thread) and sent to the engine as they are."""
     y = resolve_labels(model.manifest, seeds, labels)
-    images = await model.sample(seeds, y, truncation)
-    return Samples(images, list(seeds), y, truncation)
-
-
-def sample_latents(manifest: Manifest, out: Samples) -> np.ndarray:
-    """float32 [N, latent_dim]: the latents ``out``'s images were drawn from."""
-    return latent.latents(out.seeds, manifest.latent.dim, manifest.latent.prior, out.truncation)
+    if not with_latents:
+        return Samples(await model.sample(seeds, y, truncation), list(seeds), y, truncation)
+    m = model.manifest
+    z = await asyncio.to_thread(latent.latents, seeds, m.latent.dim, m.latent.prior, truncation)
+    images = await model.generate({"z": z}, y)
+    return Samples(images, list(seeds), y, truncation, z)
 
 
 async def interpolate(

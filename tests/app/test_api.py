@@ -20,8 +20,7 @@ from PIL import Image
 from app.main import create_app
 from core import imaging, latent
 from core.repository import Repository
-
-from ..conftest import ROOT, app_settings
+from tests.conftest import ROOT, app_settings
 
 PROBLEM = "application/problem+json"
 

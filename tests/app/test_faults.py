@@ -22,8 +22,8 @@ from app.main import create_app
 from app.serving.artifacts import ArtifactCheck, stamp_files
 from core.errors import NotReady
 from core.repository import Repository
+from tests.conftest import ROOT, app_settings, free_port
 
-from ..conftest import ROOT, app_settings, free_port
 from .test_api import problem
 from .test_jobs import TINY_JOB, submit, wait_state
 from .test_server import _metric, _wait_for

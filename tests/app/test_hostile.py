@@ -26,8 +26,7 @@ from PIL import Image
 from app.main import create_app
 from app.settings import Settings
 from core import imaging
-
-from ..conftest import app_settings
+from tests.conftest import app_settings
 
 PROBLEM = "application/problem+json"
 

@@ -19,8 +19,7 @@ import pytest
 import redis
 
 from core.repository import Repository
-
-from ..conftest import ROOT, Server, app_settings
+from tests.conftest import ROOT, Server, app_settings
 
 TINY_JOB = {
     "max_steps": 12,

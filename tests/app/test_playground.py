@@ -27,8 +27,8 @@ from PIL import Image
 
 from app.main import create_app
 from core.repository import Repository
+from tests.conftest import ROOT, app_settings
 
-from ..conftest import ROOT, app_settings
 from .test_jobs import TINY_JOB
 
 if TYPE_CHECKING:

@@ -19,8 +19,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
-
-from ..conftest import app_settings
+from tests.conftest import app_settings
 
 PROBLEM = "application/problem+json"
 KEY = "s3cret-key"

@@ -15,7 +15,7 @@ import pytest
 from gan_client.cli import progress_line
 from PIL import Image
 
-from ..conftest import free_port
+from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -14,8 +14,7 @@ from app.main import create_app
 from app.serving.engine import OnnxEngine, TorchScriptEngine, load_engine
 from app.settings import Settings
 from core.repository import Repository
-
-from ..conftest import app_settings
+from tests.conftest import app_settings
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -18,8 +18,7 @@ from app.settings import Settings
 from core import imaging, latent
 from core.errors import IntegrityError
 from core.repository import MANIFEST, Manifest, Repository
-
-from ...conftest import app_settings
+from tests.conftest import app_settings
 
 SETTINGS = Settings(device="cpu")
 
