@@ -7,7 +7,8 @@ thread pool, and a thread hop per dependency per request costs more than the who
 from __future__ import annotations
 
 import hmac
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
@@ -49,6 +50,16 @@ async def get_job_store(request: Request) -> JobStore:
     jobs: JobService = request.state.jobs
     return jobs.queue.store
 
+
+# Dependencies that only read the lifespan state, by the key they read (app/api/fast_route.py
+# reads these keys itself on the hot route).
+STATE: dict[Callable[..., Any], str] = {
+    get_settings: "settings",
+    get_pool: "pool",
+    get_metrics: "metrics",
+    get_repo: "repo",
+    get_jobs: "jobs",
+}
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 PoolDep = Annotated[ModelPool, Depends(get_pool)]

@@ -9,6 +9,7 @@ import numpy as np
 from fastapi import APIRouter, Depends, Query, Response
 
 from app.api.deps import MetricsDep, PoolDep, SettingsDep, require_json
+from app.api.fast_route import FastJsonRoute
 from app.api.responses import binary, model_headers, off_loop
 from app.api.schemas import ERRORS, SampleItem, SampleRequest, SampleResponse, Seed
 from app.metrics import Metrics
@@ -19,7 +20,7 @@ from core import imaging
 from core.errors import InvalidInput, LimitExceeded
 from core.latent import request_seeds
 
-router = APIRouter(tags=["sample"], responses=ERRORS)
+router = APIRouter(tags=["sample"], responses=ERRORS, route_class=FastJsonRoute)
 
 PNG_GRID = {"description": "one PNG, or a grid of n", "content": {"image/png": {}}}
 RESPONSES: dict[int | str, dict[str, Any]] = {
