@@ -50,6 +50,12 @@ class Metrics:
         self.load_failures = Counter(
             "gan_model_load_failures", "versions refused at load", ["model"], registry=r
         )
+        self.engine_restarts = Counter(
+            "gan_engine_restarts",
+            "engine processes started again after dying or hanging",
+            ["model"],
+            registry=r,
+        )
         self.artifacts_ok = Gauge(
             "gan_model_artifacts_ok",
             "1 while the serving version's files on disk match their manifest sha256, else 0",

@@ -116,17 +116,11 @@ class Batcher:
         # them all, where a timer per request would cost the event loop a heap entry each.
         self._deadlines: deque[_Request] = deque()
         self._timer: asyncio.TimerHandle | None = None
-        self._running_since: float | None = None  # monotonic start of the engine call running
 
     @property
     def queue_depth(self) -> int:
         """Rows waiting in the queue, not yet taken by the worker."""
         return self._waiting_rows
-
-    def busy_s(self) -> float:
-        """Seconds the engine call now running has taken; 0 while none runs."""
-        since = self._running_since
-        return 0.0 if since is None else time.monotonic() - since
 
     async def start(self) -> None:
         """Start the worker, delivering results to the running event loop."""
@@ -252,13 +246,10 @@ class Batcher:
             return
         rows = sum(request.rows for request in batch)
         outcome: np.ndarray | Exception
-        self._running_since = time.monotonic()
         try:
             outcome = _run_merged(self._run, [request.inputs for request in batch], rows)
         except Exception as exc:
             outcome = exc  # every caller of the batch gets it; the worker goes on
-        finally:
-            self._running_since = None
         self._call_on_loop(self._deliver, batch, outcome, rows)
 
     def _pop(self) -> _Request:

@@ -26,7 +26,7 @@ import numpy as np
 from app.metrics import Metrics
 from app.serving.artifacts import ArtifactCheck, stamp_files
 from app.serving.batching import Batcher, RunFn
-from app.serving.runtime import Runtime
+from app.serving.engine_process import ProcessRuntime, start_engine_process
 from app.settings import Settings
 from core.errors import ApiError, NotFound, NotReady
 from core.repository import DEFAULT_ALIAS, LATEST, Listing, Manifest, Repository
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class LoadedModel:
     manifest: Manifest
-    runtime: Runtime
+    runtime: ProcessRuntime
     generator: Batcher
     discriminator: Batcher | None
     artifacts: ArtifactCheck
@@ -59,7 +59,7 @@ class LoadedModel:
     ) -> np.ndarray:
         """Pixels uint8 [N, H, W, C] of the images the seeds name (core/latent.py).
 
-        The runtime draws the latents in the batcher's thread, not on the event loop.
+        The runtime draws the latents, not the event loop (app/runtime.py).
         """
         inputs = {"seed": np.asarray(seeds, dtype=np.int64)}
         if truncation is not None:
@@ -89,14 +89,7 @@ class LoadedModel:
         await self.generator.close()
         if self.discriminator is not None:
             await self.discriminator.close()
-
-    def hung(self, timeout_s: float) -> str | None:
-        """Why this version cannot serve, when an engine call has run past ``timeout_s``."""
-        for role, batcher in (("generator", self.generator), ("discriminator", self.discriminator)):
-            busy = batcher.busy_s() if batcher is not None else 0.0
-            if busy > timeout_s:
-                return f"the {role}'s engine call has run for {busy:.0f} s: hung"
-        return None
+        await asyncio.to_thread(self.runtime.close)
 
 
 @dataclass
@@ -162,21 +155,16 @@ class ModelPool:
         return {n: e.serving.version if e.serving else None for n, e in self._entries.items()}
 
     def readiness(self) -> dict[str, dict[str, object]]:
-        """Per model: ready once a version serves, and not while its engine is hung (an
-        in-process engine cannot be killed: readiness takes the replica out of rotation and
-        the orchestrator restarts it)."""
-        out: dict[str, dict[str, object]] = {}
-        for name, entry in sorted(self._entries.items()):
-            model = entry.serving
-            hung = model.hung(self.settings.request_timeout_s) if model else None
-            out[name] = {
-                "ready": model is not None and hung is None,
-                "version": model.version if model else None,
-                "device": model.device if model else None,
-                "error": hung or entry.error,
-                "integrity": model.artifacts.error if model else None,
+        return {
+            name: {
+                "ready": entry.serving is not None,
+                "version": entry.serving.version if entry.serving else None,
+                "device": entry.serving.device if entry.serving else None,
+                "error": entry.error,
+                "integrity": entry.serving.artifacts.error if entry.serving else None,
             }
-        return out
+            for name, entry in sorted(self._entries.items())
+        }
 
     async def get(self, name: str | None, version: str | int | None) -> LoadedModel:
         """The model to serve a request: the serving version unless another is named."""
@@ -321,11 +309,14 @@ class ModelPool:
             await model.discriminator.start()
         return model
 
-    def _load_runtime(self, name: str, version: int) -> tuple[Manifest, Runtime, ArtifactCheck]:
+    def _load_runtime(
+        self, name: str, version: int
+    ) -> tuple[Manifest, ProcessRuntime, ArtifactCheck]:
         folder = self.repo.version_dir(name, version)
         stamps = stamp_files(folder)  # before hashing: a write after this shows at the next check
         manifest = self.repo.verify(name, version)
-        runtime = Runtime.load(folder, manifest, self.settings)
+        restarts = self.metrics.engine_restarts.labels(name)
+        runtime = start_engine_process(folder, manifest, self.settings, on_restart=restarts.inc)
         return manifest, runtime, ArtifactCheck(folder, dict(manifest.artifacts), stamps)
 
 

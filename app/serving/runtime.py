@@ -1,26 +1,16 @@
-"""A loaded version's engines, in the server process: seeds in, pixels out; images in, logits out.
+"""A loaded version's engines: seeds in, pixels out; images in, logits out.
 
-The batchers call a runtime from their threads, one call per role at a time; ONNX Runtime and
-torch let go of the GIL while they compute. Engines once ran in a child process per version;
-measured against that (README, Engine placement), in-process engines serve big requests as
-fast on a CPU and 1.8x faster on a GPU, cost 6 MB per loaded version where a child cost 17 MB
-(and on a GPU a CUDA context each), and lose about a sixth of n=1 requests/s on 2 CPUs. So
-they run here, and what a process boundary gave is replaced this way:
+``Engines`` holds a verified version's generator and (when it has one) discriminator, warmed
+up, and does what a batch needs around them: seeds drawn into latents (``core.latent``), the
+engine's output mapped to uint8 pixels (``core.imaging``). It runs inside the version's engine
+process (``app/serving/engine_process.py``), never in the server's.
 
-- a hung engine call: its callers are answered 503 at ``GAN_REQUEST_TIMEOUT_S`` (the batcher's
-  timeout), and ``/readyz`` turns 503 naming the stuck engine for as long as the call runs, so
-  a load balancer stops sending to the replica and the orchestrator restarts it;
-- a crash inside a runtime (a segfault) ends the server process, which the orchestrator (the
-  compose restart policy, a Kubernetes Deployment) starts again; the model repository is on
-  disk, so nothing is lost but the requests in flight.
-
-    >>> runtime = Runtime.load(folder, manifest, settings)   # loads, warms up, or raises
-    >>> pixels = runtime.generate({"seed": np.array([7, 8])})  # uint8 [2, H, W, C]
+    >>> engines = Engines.load(folder, manifest, settings)
+    >>> pixels = engines.generate({"seed": np.array([7, 8])})  # uint8 [2, H, W, C]
 """
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -31,12 +21,11 @@ from core import imaging, latent
 from core.errors import IntegrityError
 from core.repository import Manifest
 
-log = logging.getLogger(__name__)
 Inputs = dict[str, np.ndarray]
 
 
-class Runtime:
-    """A verified version's generator and (when it has one) discriminator, warmed up."""
+class Engines:
+    """A verified version's engines, warmed up; what an engine process runs."""
 
     def __init__(self, manifest: Manifest, generator: Engine, discriminator: Engine | None):
         self.manifest = manifest
@@ -48,9 +37,13 @@ class Runtime:
         self._range = (lo, hi)
 
     @classmethod
-    def load(cls, folder: Path, manifest: Manifest, settings: Settings) -> Runtime:
+    def load(cls, folder: Path, manifest: Manifest, settings: Settings) -> Engines:
         g = load_engine(folder, manifest, "generator", settings)
-        d = load_engine(folder, manifest, "discriminator", settings) if _has_d(manifest) else None
+        d = (
+            load_engine(folder, manifest, "discriminator", settings)
+            if has_discriminator(manifest)
+            else None
+        )
         _warm_up(manifest, g, d)
         return cls(manifest, g, d)
 
@@ -68,7 +61,7 @@ class Runtime:
         return self._discriminator.run(inputs)
 
 
-def _has_d(manifest: Manifest) -> bool:
+def has_discriminator(manifest: Manifest) -> bool:
     return any(manifest.artifact("discriminator", kind) for kind in ("onnx", "pt"))
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
+import signal
 import time
 from pathlib import Path
 
@@ -45,9 +47,27 @@ def _children(pid: int) -> set[int]:
 
 
 def _descendants(pid: int) -> set[int]:
-    """Every process under ``pid``."""
+    """Every process under ``pid``: the forkserver, the engine processes, the resource tracker."""
     children = _children(pid)
     return children.union(*map(_descendants, children))
+
+
+def _engines(server: int) -> set[int]:
+    """The engine processes of the server: the children of its forkserver."""
+    forkservers = [c for c in _children(server) if b"forkserver" in _cmdline(c)]
+    return set().union(*map(_children, forkservers))
+
+
+def _cmdline(pid: int) -> bytes:
+    return Path(f"/proc/{pid}/cmdline").read_bytes()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
 
 
 async def _concurrent(url: str, bodies: list[dict]) -> list[httpx.Response]:
@@ -190,11 +210,12 @@ def test_sigterm_lets_requests_in_flight_finish(models_dir: Path, start_server) 
     assert server.proc.wait(timeout=30) in (0, -15)
 
 
-def test_the_server_is_one_process_across_reloads(models_dir: Path, start_server) -> None:  # type: ignore[no-untyped-def]
-    # Engines run in the server process (app/serving/runtime.py): a reload starts no process,
-    # and on a GPU every version shares the process's one CUDA context.
+def test_engine_processes_follow_reloads_and_die_with_the_server(
+    models_dir: Path, start_server
+) -> None:  # type: ignore[no-untyped-def]
     server = start_server(GAN_MODELS_DIR=str(models_dir))
-    assert _descendants(server.proc.pid) == set()
+    engines = _engines(server.proc.pid)
+    assert len(engines) == 2  # tiny-gan v1 and tiny-cgan v1
     _republish(models_dir, "tiny-gan")
     _wait_for(
         lambda: (
@@ -204,4 +225,9 @@ def test_the_server_is_one_process_across_reloads(models_dir: Path, start_server
             == "2"
         )
     )
-    assert _descendants(server.proc.pid) == set()
+    # The old version's process has exited; one new process serves v2.
+    _wait_for(lambda: len(_engines(server.proc.pid)) == 2 and not all(map(_alive, engines)))
+    everything = _descendants(server.proc.pid)
+    os.kill(server.proc.pid, signal.SIGKILL)  # no shutdown runs: the children must notice alone
+    server.proc.wait()
+    _wait_for(lambda: not any(map(_alive, everything)))
