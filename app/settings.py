@@ -28,7 +28,16 @@ class Settings(BaseSettings):
         "auto", description="auto: ONNX Runtime when the version has ONNX files"
     )
     intra_op_threads: int = Field(
-        0, ge=0, description="0: one per CPU but one, which the event loop keeps (at least 1)"
+        0,
+        ge=0,
+        description="ONNX Runtime threads for small batches; 0: one per CPU but one, which the"
+        " event loop keeps (at least 1)",
+    )
+    big_batch_threads: int = Field(
+        0, ge=0, description="ONNX Runtime threads for big batches; 0: one per CPU"
+    )
+    big_batch_rows: int = Field(
+        256, ge=1, description="rows from which a batch runs on big_batch_threads"
     )
     ort_spinning: bool = Field(
         True, description="ONNX Runtime threads spin between runs: faster, but burn CPU"

@@ -81,11 +81,38 @@ class TorchScriptEngine:
         return out
 
 
-def _cpus_but_one() -> int:
-    # ONNX Runtime's own default takes every core, and its threads then compete with the event
-    # loop that feeds them: on 2 CPUs that cost about a quarter of n=1 throughput (README).
+def available_cpus() -> int:
+    """CPUs this process may use: its affinity, bounded by a cgroup v2 CPU quota (a container's
+    ``--cpus``), at least 1."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, (cpus or 1) - 1)
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if quota != "max":
+            cpus = min(cpus or 1, max(1, int(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass  # no cgroup v2 quota: the affinity mask is the bound
+    return max(1, cpus or 1)
+
+
+class BySize:
+    """Two sessions of one graph: small batches on a few threads, big ones on every core.
+
+    Under many small requests the event loop needs a core of its own, and ONNX Runtime threads
+    would compete with it; a big request leaves the loop idle while it runs, and one thread
+    short of every core costs it about a third (README, Benchmarks).
+
+        >>> engine = BySize(small, big, big_from=256)
+        >>> engine.run({"z": z})   # big's session when z has 256 rows or more
+    """
+
+    def __init__(self, small: Engine, big: Engine, *, big_from: int) -> None:
+        self.small, self.big, self.big_from = small, big, big_from
+        self.device = small.device
+        self.input_names = small.input_names
+
+    def run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        rows = len(next(iter(inputs.values())))
+        return (self.big if rows >= self.big_from else self.small).run(inputs)
 
 
 def load_engine(folder: Path, manifest: Manifest, role: str, settings: Settings) -> Engine:
@@ -96,12 +123,20 @@ def load_engine(folder: Path, manifest: Manifest, role: str, settings: Settings)
     if backend == "auto":
         backend = "onnx" if onnx_file else "torchscript"
     if backend == "onnx" and onnx_file:
-        return OnnxEngine(
-            folder / onnx_file,
-            device=settings.device,
-            threads=settings.intra_op_threads or _cpus_but_one(),
-            spinning=settings.ort_spinning,
-        )
+        cpus = available_cpus()
+
+        def session(threads: int) -> OnnxEngine:
+            spinning = settings.ort_spinning
+            return OnnxEngine(
+                folder / onnx_file, device=settings.device, threads=threads, spinning=spinning
+            )
+
+        small = settings.intra_op_threads or max(1, cpus - 1)
+        big = settings.big_batch_threads or cpus
+        engine = session(small)
+        if engine.device == "cuda" or big == small:
+            return engine  # on a GPU, CPU threads only feed it
+        return BySize(engine, session(big), big_from=settings.big_batch_rows)
     if backend == "torchscript" and pt_file:
         names = manifest.tensors[role]["inputs"]
         return TorchScriptEngine(folder / pt_file, device=settings.device, input_names=names)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -11,7 +12,7 @@ import numpy as np
 from fastapi.testclient import TestClient
 
 from app.main import create_app
-from app.serving.engine import OnnxEngine, TorchScriptEngine, load_engine
+from app.serving.engine import BySize, OnnxEngine, TorchScriptEngine, available_cpus, load_engine
 from app.settings import Settings
 from core.repository import Repository
 from tests.conftest import app_settings
@@ -67,7 +68,7 @@ def test_torchscript_and_onnx_engines_agree(models_dir: Path) -> None:
     folder = repo.version_dir("tiny-cgan", 1)
     onnx = load_engine(folder, m, "generator", Settings(backend="onnx"))
     ts = load_engine(folder, m, "generator", Settings(backend="torchscript"))
-    assert isinstance(onnx, OnnxEngine) and isinstance(ts, TorchScriptEngine)
+    assert isinstance(onnx, OnnxEngine | BySize) and isinstance(ts, TorchScriptEngine)
     feeds = {
         "z": np.random.default_rng(0).standard_normal((5, 8), np.float32),
         "label": np.arange(5, dtype=np.int64),
@@ -87,3 +88,55 @@ def test_the_service_serves_through_torchscript(models_dir: Path) -> None:
             results.append(np.load(__import__("io").BytesIO(r.content)))
     # uint8 after rounding: float differences of 1e-6 may flip a pixel by one level.
     assert np.abs(results[0].astype(int) - results[1].astype(int)).max() <= 1
+
+
+class _Recording:
+    """An Engine (the protocol) that records the rows it was given and echoes z."""
+
+    def __init__(self) -> None:
+        self.device, self.input_names, self.rows = "cpu", ["z"], []  # type: list[int]
+
+    def run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        self.rows.append(len(inputs["z"]))
+        return inputs["z"]
+
+
+def test_big_batches_go_to_the_session_with_every_core() -> None:
+    small, big = _Recording(), _Recording()
+    engine = BySize(small, big, big_from=256)
+    for rows in (1, 255, 256, 1024):
+        engine.run({"z": np.zeros((rows, 4), np.float32)})
+    assert small.rows == [1, 255] and big.rows == [256, 1024]
+
+
+def test_the_server_loads_a_big_batch_session_only_when_it_has_more_threads(
+    models_dir: Path,
+) -> None:
+    repo = Repository(models_dir)
+    folder, manifest = repo.version_dir("tiny-cgan", 1), repo.verify("tiny-cgan", 1)
+    one = load_engine(
+        folder,
+        manifest,
+        "generator",
+        Settings(device="cpu", big_batch_threads=1, intra_op_threads=1),
+    )
+    assert isinstance(one, OnnxEngine)
+    two = load_engine(
+        folder,
+        manifest,
+        "generator",
+        Settings(device="cpu", big_batch_threads=2, intra_op_threads=1),
+    )
+    assert isinstance(two, BySize)
+    z = np.random.default_rng(0).standard_normal((300, 8), dtype=np.float32)
+    feeds = {"z": z, "label": np.arange(300) % 3}
+    np.testing.assert_allclose(two.run(feeds), one.run(feeds), atol=1e-5)  # the same graph
+    np.testing.assert_allclose(
+        two.run({k: v[:5] for k, v in feeds.items()}),
+        one.run({k: v[:5] for k, v in feeds.items()}),
+        atol=1e-5,
+    )
+
+
+def test_available_cpus_is_the_affinity_mask_at_most() -> None:
+    assert 1 <= available_cpus() <= len(os.sched_getaffinity(0))
