@@ -39,6 +39,7 @@ from core.errors import IntegrityError, InvalidInput, NotFound
 SCHEMA_VERSION = 1
 MANIFEST = "model.json"
 ALIASES = "aliases.json"
+SAMPLES = "samples.png"  # a grid made at export
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 DEFAULT_ALIAS = "production"
 LATEST = "latest"

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from core.datasets import load_dataset
-from core.repository import Manifest, Repository
+from core.repository import SAMPLES, Manifest, Repository
 from training.config import TrainConfig
 from training.loop import (
     BEST,
@@ -167,7 +167,7 @@ def publish_run(
         metrics = evaluation(cfg, g, num_classes)
     with repo.staging(name) as staged:
         parity = export_and_check(cfg, g, state.d, info["image_shape"], num_classes, staged)
-        (staged / "samples.png").write_bytes(samples_grid(cfg, g, num_classes))
+        (staged / SAMPLES).write_bytes(samples_grid(cfg, g, num_classes))
         conditional = cfg.conditional
         manifest = {
             "name": name,

