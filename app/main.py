@@ -188,12 +188,8 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
-        first = errors[0] if errors else {}
-        if first.get("type") == "json_invalid" or first == {
-            **first,
-            "type": "missing",
-            "loc": ("body",),
-        }:
+        kind, where = (errors[0]["type"], tuple(errors[0]["loc"])) if errors else ("", ())
+        if kind == "json_invalid" or (kind, where) == ("missing", ("body",)):
             return _invalid_json(exc.body)  # the body as a whole, not one of its fields
         return _validation_problem(errors)
 
