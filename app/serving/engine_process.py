@@ -5,8 +5,9 @@ bench``, 2-CPU machine, 2026-12-04): n=1 requests under 32 and 64 clients reache
 of /healthz here, against 0.49 / 0.48 with the engines in the server; big requests are as fast
 either way, on a CPU and on a GPU. In the server, the batch threads would hold the GIL to draw
 latents and convert pixels, and retake it after every engine call, each time waiting for a
-busy event loop; here a batch costs the server one socket write and one read. The price: about 11 MB more per loaded
-version on a CPU, and on a GPU a CUDA context per version (about 740 MiB on an H200).
+busy event loop; here a batch costs the server one socket write and one read. The price:
+about 11 MB more per loaded version on a CPU, and on a GPU a CUDA context per version (about
+740 MiB on an H200).
 
 A child that dies, or does not answer within the request timeout, is started again on the next
 call, after its files are checked against the manifest once more; the call that found it dead
