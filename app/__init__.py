@@ -1,0 +1,1 @@
+"""The model server: HTTP API (api/), model serving (serving/), retraining jobs (jobs/)."""

@@ -1,0 +1,1 @@
+"""Retraining jobs: records, the queue, the runner of training processes, promotion."""

@@ -1,0 +1,1 @@
+"""Serving loaded model versions: engines, their processes, batching, the pool."""
