@@ -19,26 +19,18 @@ from fastapi.testclient import TestClient
 
 from app.jobs.queue import JobQueue
 from app.main import create_app
-from app.serving.artifacts import ArtifactCheck, stamp_files
 from core.errors import NotReady
 from core.repository import Repository
 from tests.conftest import ROOT, app_settings, free_port
 
-from .test_api import problem
-from .test_jobs import TINY_JOB, submit, wait_state
+from .helpers import TINY_JOB, flip_a_byte, problem, submit, wait_state
 from .test_server import _metric, _wait_for
 
 # --- a serving version's files damaged on disk -----------------------------------------------
 
 
-def _flip_a_byte(path: Path) -> None:
-    data = bytearray(path.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    path.write_bytes(bytes(data))
-
-
 DAMAGE: dict[str, tuple[Callable[[Path], None], str]] = {
-    "corrupted": (_flip_a_byte, "generator.onnx has sha256"),
+    "corrupted": (flip_a_byte, "generator.onnx has sha256"),
     "deleted": (Path.unlink, "generator.onnx is missing"),
 }
 
@@ -105,32 +97,8 @@ def test_a_serving_version_damaged_on_disk_serves_from_memory_and_is_reported(
     assert sample().content == before and ready()["status"] == "ready"
 
 
-def test_the_integrity_check_rehashes_only_files_whose_stamp_changed(models_dir: Path) -> None:
-    repo = Repository(models_dir)
-    folder = repo.version_dir("tiny-gan", 1)
-    check = ArtifactCheck(folder, repo.verify("tiny-gan", 1).artifacts, stamp_files(folder))
-    assert check.run() is None
-    onnx = folder / "generator.onnx"
-    original, st = onnx.read_bytes(), onnx.stat()
-
-    def set_mtime(later_ns: int) -> None:
-        # Set, not left to the clock: two writes within one clock tick can share an mtime.
-        os.utime(onnx, ns=(st.st_atime_ns, st.st_mtime_ns + later_ns))
-
-    _flip_a_byte(onnx)
-    set_mtime(0)  # same size, mtime and inode as when stamped
-    assert check.run() is None  # not re-hashed: a hash would have seen the flipped byte
-    set_mtime(1)
-    assert "generator.onnx has sha256" in (check.run() or "")
-    onnx.write_bytes(original)
-    set_mtime(2)
-    assert check.run() is None
-    onnx.unlink()
-    assert "generator.onnx is missing" in (check.run() or "")
-
-
 def test_not_ready_is_a_problem_with_each_models_detail(models_dir: Path) -> None:
-    _flip_a_byte(Repository(models_dir).version_dir("tiny-gan", 1) / "generator.onnx")
+    flip_a_byte(Repository(models_dir).version_dir("tiny-gan", 1) / "generator.onnx")
     with TestClient(create_app(app_settings(models_dir))) as client:
         r = client.get("/readyz")
         body = problem(r, 503)

@@ -3,8 +3,8 @@
 Every test ends by checking that /healthz answers and that an ordinary /v1/sample still draws
 an image, so a refusal that leaves the service broken (a wedged batcher, a half-written
 repository) fails here too. Inputs already covered end to end elsewhere are not repeated:
-plain text named .png (test_api), ``..``/absolute/symlink names and a deflate bomb in a dataset
-zip, max_steps and network.width in a job (test_jobs).
+plain text named .png (test_main), ``..``/absolute/symlink names and a deflate bomb in a dataset
+zip (jobs/test_datasets), max_steps and network.width in a job (jobs/test_service).
 """
 
 from __future__ import annotations

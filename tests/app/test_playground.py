@@ -29,7 +29,7 @@ from app.main import create_app
 from core.repository import Repository
 from tests.conftest import ROOT, app_settings
 
-from .test_jobs import TINY_JOB
+from .helpers import TINY_JOB
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, FilePayload, Page

@@ -14,7 +14,7 @@ import numpy as np
 
 from core.repository import Repository
 
-from .test_api import npy
+from .helpers import npy
 
 
 def _wait_for(check, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]

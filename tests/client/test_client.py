@@ -35,7 +35,7 @@ from gan_client.calls import TERMINAL_STATES, Retry
 
 from app.jobs.store import TERMINAL
 from core import imaging
-from tests.app.test_api import npy
+from tests.app.helpers import npy
 
 
 def test_sample_equals_a_direct_npy_call(models_dir: Path, start_server) -> None:  # type: ignore[no-untyped-def]

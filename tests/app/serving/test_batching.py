@@ -3,13 +3,18 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 
+from app.main import create_app
 from app.serving.batching import Batcher
 from core.errors import Overloaded
+from tests.app.helpers import problem
+from tests.conftest import app_settings
 
 # Integer-valued weights and latents keep every product exact, so a row computed inside a
 # batch equals the row computed alone whatever summation order BLAS picks for that batch size.
@@ -460,3 +465,12 @@ def test_settings_are_checked() -> None:
         Batcher(forward, max_batch=0, max_delay_ms=1, max_queue=1)
     with pytest.raises(ValueError, match="max_delay_ms must be 0 or more"):
         Batcher(forward, max_batch=1, max_delay_ms=-1, max_queue=1)
+
+
+def test_a_request_not_served_in_time_gets_503(models_dir: Path) -> None:
+    settings = app_settings(models_dir, request_timeout_s=1e-4)
+    with TestClient(create_app(settings)) as c:
+        r = c.post("/v1/sample", json={"model": "tiny-cgan", "n": 512, "format": "npy"})
+        body = problem(r, 503)
+        assert "not served within" in body["detail"] and r.headers["retry-after"] == "1"
+        assert c.get("/healthz").status_code == 200

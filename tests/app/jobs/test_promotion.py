@@ -1,0 +1,134 @@
+"""app.jobs.promotion: never, always and if_better, on a real repository."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from app.jobs.promotion import is_better, promote
+from app.jobs.store import Job, Promote
+from app.settings import Settings
+from core.repository import Repository
+from tests.app.helpers import submit, wait_state
+from tests.conftest import ROOT
+
+
+@pytest.fixture
+def committed_models(models_dir: Path) -> Path:
+    """The tiny models plus the committed mnist-cdcgan, whose manifest has real metrics."""
+    shutil.copytree(ROOT / "models" / "mnist-cdcgan", models_dir / "mnist-cdcgan")
+    return models_dir
+
+
+def test_if_better_keeps_a_worse_model_out_of_production(
+    committed_models: Path,
+    start_server,  # type: ignore[no-untyped-def]
+) -> None:
+    repo = Repository(committed_models)
+    production, versions = repo.aliases("mnist-cdcgan")["production"], repo.versions("mnist-cdcgan")
+    server = start_server(GAN_MODELS_DIR=str(committed_models))
+    job = submit(server.url, model="mnist-cdcgan", promote="if_better")
+    done = wait_state(server.url, job["id"], {"succeeded", "failed"})
+    assert done["state"] == "succeeded" and done["promoted"] is False, done
+    assert "FID" in done["promotion_reason"]
+    assert repo.aliases("mnist-cdcgan")["production"] == production
+    assert repo.versions("mnist-cdcgan") == [*versions, done["published_version"]]  # not promoted
+
+
+# --- is_better and promote on a repository built here ------------------------------------------
+
+
+def _manifest(fid: float, covered: int) -> dict:
+    return {
+        "name": "m",
+        "architecture": "dcgan",
+        "latent": {"dim": 8, "prior": "normal"},
+        "num_classes": 0,
+        "class_names": [],
+        "image_shape": [1, 28, 28],
+        "output_range": [0.0, 1.0],
+        "tensors": {"generator": {"inputs": ["z"], "outputs": ["image"]}},
+        "opset": 17,
+        "metrics": {"generated": {"fid": fid, "mode_coverage": {"classes_covered": covered}}},
+    }
+
+
+def _publish(repo: Repository, fid: float, covered: int, aliases: tuple[str, ...] = ()) -> int:
+    with repo.staging("m") as staged:
+        (staged / "generator.onnx").write_bytes(f"{fid} {covered}".encode())
+        return repo.publish(staged, _manifest(fid, covered), aliases).version
+
+
+def _job(version: int, policy: Promote) -> Job:
+    return Job(id="0123456789abcdef", model="m", preset="dcgan", promote=policy,
+               published_version=version)  # fmt: skip
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Repository:
+    return Repository(tmp_path / "models")
+
+
+@pytest.fixture
+def settings(repo: Repository) -> Settings:
+    return Settings(models_dir=repo.root, data_dir=repo.root.parent / "data")
+
+
+def test_never_leaves_production_where_it_is(repo: Repository, settings: Settings) -> None:
+    _publish(repo, 10.0, 5, ("production",))
+    new = _publish(repo, 1.0, 10)  # better on both counts, but the policy says never
+    assert promote(settings, _job(new, "never")) == (False, "policy is never")
+    assert repo.aliases("m")["production"] == 1
+
+
+def test_always_moves_production_even_to_a_worse_version(
+    repo: Repository, settings: Settings
+) -> None:
+    _publish(repo, 1.0, 10, ("production",))
+    new = _publish(repo, 50.0, 2)
+    assert promote(settings, _job(new, "always")) == (True, "policy is always")
+    assert repo.aliases("m")["production"] == new == 2
+
+
+def test_if_better_promotes_a_better_version(repo: Repository, settings: Settings) -> None:
+    _publish(repo, 10.0, 5, ("production",))
+    new = _publish(repo, 9.5, 5)  # lower FID, as many classes: no worse on either
+    assert is_better(repo, "m", new)[0] is True
+    promoted, reason = promote(settings, _job(new, "if_better"))
+    assert promoted and "FID 9.50 vs 10.00 in production (v1)" in reason
+    assert repo.aliases("m")["production"] == 2
+
+
+@pytest.mark.parametrize(
+    ("fid", "covered"),
+    [(10.5, 5), (9.0, 4)],  # worse FID; better FID but a class lost
+)
+def test_if_better_keeps_a_worse_version_out(
+    repo: Repository, settings: Settings, fid: float, covered: int
+) -> None:
+    _publish(repo, 10.0, 5, ("production",))
+    new = _publish(repo, fid, covered)
+    better, reason = is_better(repo, "m", new)
+    assert better is False and f"classes covered {covered} vs 5" in reason
+    assert promote(settings, _job(new, "if_better")) == (False, reason)
+    assert repo.aliases("m")["production"] == 1
+
+
+def test_if_better_with_nothing_in_production_promotes(
+    repo: Repository, settings: Settings
+) -> None:
+    new = _publish(repo, 99.0, 1)
+    assert "production" not in repo.aliases("m")
+    assert is_better(repo, "m", new) == (True, "no version was in production")
+    assert promote(settings, _job(new, "if_better")) == (True, "no version was in production")
+    assert repo.aliases("m")["production"] == new
+
+
+def test_if_better_refuses_when_metrics_are_missing(repo: Repository) -> None:
+    _publish(repo, 10.0, 5, ("production",))
+    with repo.staging("m") as staged:
+        (staged / "generator.onnx").write_bytes(b"no metrics")
+        new = repo.publish(staged, {**_manifest(1.0, 10), "metrics": {}}).version
+    assert is_better(repo, "m", new) == (False, "metrics missing: cannot compare with production")

@@ -1,0 +1,48 @@
+"""app.jobs.runner: a job's training run, from a base version, and cancelled mid-run."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+
+from core.repository import Repository
+from tests.app.helpers import TINY_JOB, submit, wait_state
+
+
+def test_a_fine_tune_starts_from_the_base_version(models_dir: Path, start_server) -> None:  # type: ignore[no-untyped-def]
+    server = start_server(GAN_MODELS_DIR=str(models_dir))
+    job = submit(
+        server.url, base_version=1, promote="never", overrides={**TINY_JOB, "max_steps": 2}
+    )
+    done = wait_state(server.url, job["id"], {"succeeded", "failed"})
+    assert done["state"] == "succeeded" and done["promoted"] is False, done
+    manifest = Repository(models_dir).manifest("tiny-cgan", done["published_version"])
+    assert manifest.parent_version == 1
+    mismatched = httpx.post(
+        f"{server.url}/v1/jobs",
+        json={"model": "tiny-cgan", "base_version": 1, "overrides": {"max_steps": 2}},
+    )
+    assert mismatched.status_code == 422 and mismatched.json()["field"] == "base_version"
+
+
+def test_cancel_a_queued_and_a_running_job(models_dir: Path, start_server) -> None:  # type: ignore[no-untyped-def]
+    server = start_server(GAN_MODELS_DIR=str(models_dir))
+    running = submit(server.url, overrides={**TINY_JOB, "max_steps": 100_000})
+    queued = submit(server.url)  # one worker: waits behind the first
+    assert httpx.get(f"{server.url}/v1/jobs/{queued['id']}").json()["state"] == "queued"
+    gone = httpx.delete(f"{server.url}/v1/jobs/{queued['id']}")
+    assert gone.status_code == 200 and gone.json()["state"] == "cancelled"
+    assert httpx.delete(f"{server.url}/v1/jobs/{queued['id']}").status_code == 409
+
+    deadline = time.monotonic() + 60
+    while (record := httpx.get(f"{server.url}/v1/jobs/{running['id']}").json())["progress"][
+        "step"
+    ] < 4:
+        assert time.monotonic() < deadline and record["state"] in ("queued", "running"), record
+        time.sleep(0.2)
+    httpx.delete(f"{server.url}/v1/jobs/{running['id']}")
+    done = wait_state(server.url, running["id"], {"cancelled", "failed", "succeeded"}, 60)
+    assert done["state"] == "cancelled" and done["published_version"] is None
+    assert Repository(models_dir).versions("tiny-cgan") == [1]
