@@ -17,7 +17,8 @@ $(VENV)/.installed: pyproject.toml requirements/constraints.txt
 	$(PIP) -e ".[train,redis,test]" -e "./client[torch]"
 	touch $@
 
-# "python -m": an engine process starts without running the launcher script again (app/runtime.py).
+# "python -m": an engine process starts without running the launcher script again
+# (app/serving/engine_process.py).
 serve: install
 	$(BIN)/python -m uvicorn --factory app.main:create_app --host $(HOST) --port $(PORT) --no-access-log
 

@@ -59,7 +59,7 @@ class LoadedModel:
     ) -> np.ndarray:
         """Pixels uint8 [N, H, W, C] of the images the seeds name (core/latent.py).
 
-        The runtime draws the latents, not the event loop (app/runtime.py).
+        The engine process draws the latents, not the event loop (app/serving/engine_process.py).
         """
         inputs = {"seed": np.asarray(seeds, dtype=np.int64)}
         if truncation is not None:
