@@ -13,7 +13,7 @@ A child that dies, or does not answer within the request timeout, is started aga
 call, after its files are checked against the manifest once more; the call that found it dead
 is answered 503.
 
-    >>> runtime = start_engine_process(folder, manifest, settings)  # loads, warms up, or raises
+    >>> runtime = ProcessRuntime(folder, manifest, settings)  # loads, warms up, or raises
     >>> pixels = runtime.generate({"seed": np.array([7, 8])})     # uint8 [2, H, W, C]
     >>> runtime.close()
 """
@@ -35,24 +35,12 @@ from typing import Any
 
 import numpy as np
 
-from app.serving.runtime import Engines, has_discriminator
+from app.serving.runtime import Engines, Inputs, has_discriminator
 from app.settings import Settings
 from core.errors import ApiError, IntegrityError, NotReady
 from core.repository import Manifest, sha256_file
 
 log = logging.getLogger(__name__)
-Inputs = dict[str, np.ndarray]
-
-
-def start_engine_process(
-    folder: Path,
-    manifest: Manifest,
-    settings: Settings,
-    on_restart: Callable[[], None] = lambda: None,
-) -> ProcessRuntime:
-    """Start a verified version's engine process: loaded and warmed up, or an ApiError saying
-    why not (NotReady when no process can be started at all: no fork, no temporary folder)."""
-    return ProcessRuntime(folder, manifest, settings, on_restart)
 
 
 # --- the child process ------------------------------------------------------------------------

@@ -26,7 +26,7 @@ import numpy as np
 from app.metrics import Metrics
 from app.serving.artifacts import ArtifactCheck, stamp_files
 from app.serving.batching import Batcher, RunFn
-from app.serving.engine_process import ProcessRuntime, start_engine_process
+from app.serving.engine_process import ProcessRuntime
 from app.settings import Settings
 from core.errors import ApiError, NotFound, NotReady
 from core.repository import DEFAULT_ALIAS, LATEST, Listing, Manifest, Repository
@@ -316,7 +316,7 @@ class ModelPool:
         stamps = stamp_files(folder)  # before hashing: a write after this shows at the next check
         manifest = self.repo.verify(name, version)
         restarts = self.metrics.engine_restarts.labels(name)
-        runtime = start_engine_process(folder, manifest, self.settings, on_restart=restarts.inc)
+        runtime = ProcessRuntime(folder, manifest, self.settings, on_restart=restarts.inc)
         return manifest, runtime, ArtifactCheck(folder, dict(manifest.artifacts), stamps)
 
 

@@ -23,7 +23,7 @@ from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
 
 from app.main import create_app
 from app.serving import engine_process
-from app.serving.engine_process import ProcessRuntime, start_engine_process
+from app.serving.engine_process import ProcessRuntime
 from app.serving.runtime import Engines
 from app.settings import Settings
 from core.errors import IntegrityError, NotReady
@@ -197,14 +197,13 @@ def test_a_version_that_fails_in_the_child_is_refused_at_load(models_dir: Path) 
     manifest_file.write_text(json.dumps(doc))
     manifest = Repository(models_dir).verify("tiny-gan", 1)
     with pytest.raises(IntegrityError, match="the manifest says"):
-        start_engine_process(folder, manifest, SETTINGS)
+        ProcessRuntime(folder, manifest, SETTINGS)
     assert not [p for p in multiprocessing.active_children() if p.name.startswith("engine-")]
 
 
 def test_close_stops_the_child(models_dir: Path) -> None:
     folder, manifest = _version(models_dir, "tiny-gan")
-    runtime = start_engine_process(folder, manifest, SETTINGS)  # type: ignore[arg-type]
-    assert isinstance(runtime, ProcessRuntime)
+    runtime = ProcessRuntime(folder, manifest, SETTINGS)  # type: ignore[arg-type]
     child = runtime._child.process
     assert child.is_alive()
     runtime.close()
@@ -251,4 +250,4 @@ def test_where_no_process_can_start_the_version_is_not_ready(
     with pytest.raises(
         NotReady, match=r"cannot start an engine process: \[Errno 11\] fork refused"
     ):
-        start_engine_process(folder, manifest, SETTINGS)  # type: ignore[arg-type]
+        ProcessRuntime(folder, manifest, SETTINGS)  # type: ignore[arg-type]
