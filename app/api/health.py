@@ -13,13 +13,16 @@ from core.errors import NotReady
 router = APIRouter(tags=["health"], responses=ERRORS)
 
 
+# HEAD too, as load balancers and uptime checks often probe (not in the document: one operation).
 @router.get("/healthz")
+@router.head("/healthz", include_in_schema=False)
 async def healthz() -> dict[str, str]:
     """The process is up and its event loop answers."""
     return {"status": "ok"}
 
 
 @router.get("/readyz")
+@router.head("/readyz", include_in_schema=False)
 async def readyz(pool: PoolDep) -> JSONResponse:
     """200 once every model in the repository has a serving version loaded: status "ready", or
     "degraded" when a serving version's files on disk no longer match its manifest (see each

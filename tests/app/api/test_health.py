@@ -23,7 +23,7 @@ def test_health_ready_metrics_and_openapi(client: TestClient) -> None:
     # Every reference resolves: a client generated from the document knows each body it gets.
     refs = set(re.findall(r'"#/components/schemas/([^"]+)"', json.dumps(doc)))
     assert {"SampleResponse", "SampleItem"} <= refs <= set(doc["components"]["schemas"])
-    # Bodies read with json_body keep their named schemas.
+    # JSON bodies keep their named schemas.
     for path, method, model in [
         ("/v1/sample", "post", "SampleRequest"),
         ("/v1/interpolate", "post", "InterpolateRequest"),
@@ -35,3 +35,10 @@ def test_health_ready_metrics_and_openapi(client: TestClient) -> None:
     sample = doc["components"]["schemas"]["SampleRequest"]
     assert {"n", "seed", "seeds", "format"} <= set(sample["properties"])
     assert sample["additionalProperties"] is False
+
+
+def test_health_routes_answer_head_probes(client: TestClient) -> None:
+    for path in ("/healthz", "/readyz"):
+        r = client.head(path)
+        assert r.status_code == 200 and r.content == b"", path
+        assert r.headers["content-type"] == "application/json"
