@@ -141,16 +141,38 @@ class Listing:
             raise NotFound(f"model {name!r} has no versions", field="model")
         if ref is None:
             return aliases.get(DEFAULT_ALIAS, versions[-1])
-        if isinstance(ref, int) or ref.isdigit():
-            if int(ref) not in versions:
-                raise NotFound(f"model {name!r} has no version {ref}", field="version")
-            return int(ref)
+        number = parse_version(ref)
+        if number is not None:
+            if number not in versions:
+                raise NotFound(f"model {name!r} has no version {number}", field="version")
+            return number
         if ref == LATEST:
             return versions[-1]
         if ref not in aliases:
             known = ", ".join(sorted([*aliases, LATEST]))
             raise NotFound(f"model {name!r} has no alias {ref!r} (known: {known})", field="version")
         return aliases[ref]
+
+
+_VERSION_RE = re.compile(r"[0-9]{1,18}")
+
+
+def parse_version(ref: str | int) -> int | None:
+    """A version reference's number, or None for an alias (``production``, ``latest``).
+
+    Checked here, where every reference from any field ends up: a number is 1 to 18 ASCII digits
+    (``str.isdigit`` admits other scripts' digits, and ``int`` refuses past 4,300 digits), an
+    alias a name; anything else names no version: NotFound, as an unknown alias is.
+    """
+    if isinstance(ref, int):
+        return ref
+    if _VERSION_RE.fullmatch(ref):
+        return int(ref)
+    if NAME_RE.fullmatch(ref):
+        return None
+    raise NotFound(
+        f"invalid version {ref[:40]!r}: a number, an alias or {LATEST!r}", field="version"
+    )
 
 
 def check_name(name: str) -> str:

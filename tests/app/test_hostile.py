@@ -473,3 +473,22 @@ def test_a_training_config_asking_for_absurd_sizes_is_refused(
     body = problem(r, 422, "invalid config")
     assert body["field"].startswith("overrides."), body
     assert client.get("/v1/jobs").json()["total"] == 0
+
+
+# --- version references -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ref", ["١", "²", "𝟑", "9" * 5000, "-1", " 1"])
+def test_a_version_reference_that_is_no_number_or_name_is_refused_everywhere(
+    client: TestClient, ref: str
+) -> None:
+    body = {"model": "tiny-gan", "version": ref, "format": "npy"}
+    problem(client.post("/v1/sample", json=body), 404, "invalid version")
+    query = {"model": "tiny-gan", "version": ref}  # past 64 characters, the query's own bound
+    status = 422 if len(ref) > 64 else 404
+    problem(client.get("/v1/sample.png", params=query), status, "version")
+    interpolate = {"model": "tiny-gan", "version": ref, "from": {"seed": 1}, "to": {"seed": 2}}
+    problem(client.post("/v1/interpolate", json=interpolate), 404, "invalid version")
+    form = {"model": "tiny-gan", "version": ref}
+    files = {"images": ("d.png", imaging.encode_png(np.zeros((28, 28, 1), np.uint8)))}
+    problem(client.post("/v1/discriminate", data=form, files=files), 404, "invalid version")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from core.errors import IntegrityError, InvalidInput, NotFound
-from core.repository import Manifest, ManifestError, Repository
+from core.repository import Manifest, ManifestError, Repository, parse_version
 
 
 def test_versions_aliases_and_resolution(models_dir: Path) -> None:
@@ -102,3 +102,17 @@ def test_a_torn_aliases_file_is_an_integrity_error(models_dir: Path) -> None:
     (models_dir / "tiny-gan" / "aliases.json").write_text("{not json")
     with pytest.raises(IntegrityError):
         Repository(models_dir).aliases("tiny-gan")
+
+
+@pytest.mark.parametrize(
+    ("ref", "number"), [("7", 7), ("007", 7), (7, 7), ("production", None), ("latest", None)]
+)
+def test_a_version_reference_is_ascii_digits_or_a_name(ref: str | int, number: int | None) -> None:
+    assert parse_version(ref) == number
+
+
+@pytest.mark.parametrize("ref", ["١٢٣", "²", "𝟑", "9" * 5000, "-1", " 3", "3 ", "", "Prod", "a/b"])
+def test_anything_else_is_an_invalid_version(ref: str) -> None:
+    with pytest.raises(NotFound, match="invalid version") as e:
+        parse_version(ref)
+    assert e.value.field == "version"
