@@ -9,15 +9,7 @@ Needs numpy and httpx only (never torch or FastAPI), so any program can draw ima
 Both clients retry a 503 (the server's batch queue is full) and a connection that failed,
 with exponential backoff and jitter, waiting what ``Retry-After`` asks (up to 10 s); a 4xx is
 the caller's to fix and is raised at once. Every failure is a ``GanError`` carrying the server's
-``application/problem+json`` detail::
-
-    GanError                  status, title, detail, field, problem (the whole body)
-    ├── InvalidRequestError   400, 413, 415, 422: a bad field, a limit, a media type
-    ├── AuthError             401, 403: an admin route without the right key
-    ├── NotFoundError         404: unknown model, version, alias or job
-    ├── RateLimitedError      429: too many queued jobs
-    ├── OverloadedError       503, still after every retry
-    └── UnreachableError      no response at all (status None), after every retry
+``application/problem+json`` detail (the hierarchy: ``gan_client.errors``).
 
 Each endpoint is described once, as a ``Call`` (the request, and how to parse its answer);
 ``GanClient`` and ``AsyncGanClient`` differ only in how they send it and how they sleep.
