@@ -1,39 +1,84 @@
-# syntax=docker/dockerfile:1
-# Two targets from one set of files:
-#   api     ONNX Runtime serving, no torch (docker build --target api .)
-#   worker  adds torch for retraining jobs (docker build --target worker .)
-# GPU hosts: --build-arg ORT_PACKAGE=onnxruntime-gpu for the api, and a CUDA torch build for
-# the worker (the default torch wheel on PyPI is the CUDA one; TORCH_INDEX_URL may point at
-# a CPU-only wheel index for small CPU images).
-# The pip lines are the Makefile's: same constraints file, same extras.
-ARG BASE=python:3.11-slim
+# Two targets from one file, in two flavours (BuildKit: docker 23+, or DOCKER_BUILDKIT=1):
+#   api     ONNX Runtime serving, no torch     docker build --target api -t gan-serve:api .
+#   worker  adds torch for retraining jobs     docker build --target worker -t gan-serve:worker .
+#   --build-arg FLAVOR=gpu: the same targets on CUDA_BASE, with onnxruntime-gpu and PyPI's CUDA
+#   torch (make image-gpu); the host needs the NVIDIA Container Toolkit (README, Deployment).
+# Dependencies install before the code, so a code change rebuilds only the last layers. The
+# pip lines are the Makefile's: the same constraints file, the same pyproject extras.
+# Builds behind a TLS-intercepting proxy: --secret id=ca,src=<CA bundle> and --build-arg
+# PIP_CERT=/run/secrets/ca; a secret is mounted for one RUN and stored in no layer.
+ARG BASE=python:3.11-slim@sha256:9c900dea9e8fb7e16277c179b555cc72d29a352dbc33cff48ad5a0412fd5bfc7
+# CUDA 13 with cuDNN 9: what onnxruntime-gpu 1.31 and PyPI's torch 2.13 are built against.
+ARG CUDA_BASE=nvidia/cuda:13.0.3-cudnn-runtime-ubuntu24.04@sha256:14f6d08d1cd4a96effbfe3101d0b56326f552c199d05e4979ee0bd616df5811b
+ARG FLAVOR=cpu
 
-FROM ${BASE} AS base
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+# tini is PID 1: it forwards docker stop's SIGTERM and reaps the engine and training children.
+FROM ${BASE} AS system-cpu
+RUN command -v tini >/dev/null || { apt-get update && apt-get install -y --no-install-recommends \
+    tini && rm -rf /var/lib/apt/lists/*; }
+
+FROM ${CUDA_BASE} AS system-gpu
+RUN apt-get update && apt-get install -y --no-install-recommends python3 python3-venv tini \
+ && rm -rf /var/lib/apt/lists/*
+
+FROM system-${FLAVOR} AS runtime
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 VIRTUAL_ENV=/opt/venv PATH=/opt/venv/bin:$PATH \
+    GAN_MODELS_DIR=/srv/models GAN_DATA_DIR=/data
+# A venv: one install path on every base (Debian's and Ubuntu's Pythons refuse system installs).
+RUN python3 -m venv /opt/venv \
+ && useradd --uid 10001 --create-home gan && mkdir -p /data && chown gan /data
 WORKDIR /srv
-RUN useradd --uid 10001 --create-home gan && mkdir -p /data && chown gan /data
-COPY requirements/constraints.txt requirements/constraints.txt
-COPY pyproject.toml README.md ./
-COPY core core
-COPY app app
-COPY training training
+ENTRYPOINT ["/usr/bin/tini", "--"]
 
-FROM base AS api
-ARG ORT_PACKAGE=onnxruntime
-RUN pip install -c requirements/constraints.txt ".[redis]" \
- && if [ "$ORT_PACKAGE" != onnxruntime ]; then pip uninstall -y onnxruntime && pip install "$ORT_PACKAGE"; fi
-COPY --chown=gan models models
-USER gan
-ENV GAN_MODELS_DIR=/srv/models GAN_DATA_DIR=/data
-EXPOSE 8000
-HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
-  CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=2).status != 200)"]
-CMD ["python", "-m", "uvicorn", "--factory", "app.main:create_app", "--host", "0.0.0.0", "--port", "8000", "--no-access-log"]
+FROM runtime AS api-deps
+ARG FLAVOR
+ARG PIP_CERT
+COPY pyproject.toml ./
+COPY requirements/constraints.txt requirements/
+# pyproject's serving dependencies (and the Redis client), without the code.
+RUN --mount=type=secret,id=ca \
+    python -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
+print(*p["dependencies"], *p["optional-dependencies"]["redis"], sep="\n")' > /tmp/requirements.txt \
+ && if [ "$FLAVOR" = gpu ]; then sed -i 's/^onnxruntime\b/onnxruntime-gpu/' /tmp/requirements.txt; fi \
+ && pip install -c requirements/constraints.txt -r /tmp/requirements.txt && rm /tmp/requirements.txt
 
-FROM api AS worker
+FROM api-deps AS worker-deps
+ARG FLAVOR
+ARG PIP_CERT
+# PyPI's torch is the CUDA build: CPU images take PyTorch's CPU index (4 GB smaller), GPU images
+# PyPI. TORCH_INDEX_URL replaces either (a mirror; make image-test serves this machine's wheel).
 ARG TORCH_INDEX_URL=""
-USER root
-RUN pip install -c requirements/constraints.txt ${TORCH_INDEX_URL:+--extra-index-url "$TORCH_INDEX_URL"} ".[train,redis]"
+RUN --mount=type=secret,id=ca \
+    index=${TORCH_INDEX_URL:-$([ "$FLAVOR" = gpu ] || echo https://download.pytorch.org/whl/cpu)}; \
+    python -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["project"]\
+["optional-dependencies"]["train"], sep="\n")' > /tmp/requirements.txt \
+ && pip install -c requirements/constraints.txt ${index:+--extra-index-url "$index"} \
+    -r /tmp/requirements.txt && rm /tmp/requirements.txt
+
+# The code as a wheel, built once for both targets; the context is mounted, never copied.
+FROM runtime AS wheel
+ARG PIP_CERT
+RUN --mount=type=secret,id=ca --mount=type=bind,target=/tmp/src,rw \
+    pip wheel --no-deps --wheel-dir /tmp/wheel /tmp/src
+
+FROM api-deps AS api
+RUN --mount=type=bind,from=wheel,source=/tmp/wheel,target=/tmp/wheel \
+    pip install --no-deps /tmp/wheel/*.whl
+# The starting model repository, read only: jobs publish into GAN_DATA_DIR (/data/models).
+COPY models models
 USER gan
-HEALTHCHECK NONE
+ENV PORT=8000
+EXPOSE 8000
+HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 CMD ["python", "-c", \
+  "import os, sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:%s/readyz' % os.environ['PORT'], timeout=2).status != 200)"]
+# python -m app listens on $PORT; SIGTERM (from tini): in-flight requests finish, then it exits.
+CMD ["python", "-m", "app", "--host", "0.0.0.0"]
+
+FROM worker-deps AS worker
+RUN --mount=type=bind,from=wheel,source=/tmp/wheel,target=/tmp/wheel \
+    pip install --no-deps /tmp/wheel/*.whl
+COPY models models
+USER gan
+# SIGTERM: the running job checkpoints and goes back on the queue (app/jobs/worker.py).
 CMD ["python", "-m", "app.jobs.worker"]

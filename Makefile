@@ -8,10 +8,16 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 
 .PHONY: install serve test lint browser screenshots train classifier bench load fuzz audit clean
+.PHONY: image image-gpu image-test
 
 install: $(VENV)/.installed
 
+# The Pythons the pinned packages have wheels for (requirements/constraints.txt), checked
+# before .venv is made: another one fails here, saying so, not halfway through pip.
+PYTHON_OK := (3, 11) <= sys.version_info[:2] <= (3, 13)
+
 $(VENV)/.installed: pyproject.toml requirements/constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if $(PYTHON_OK) else "error: $(PYTHON) is Python %d.%d; gan-serve needs 3.11, 3.12 or 3.13 (make PYTHON=python3.12 ...)" % sys.version_info[:2])'
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) --upgrade pip setuptools wheel
 	$(PIP) -e ".[train,redis,test]" -e "./client[torch]"
@@ -20,7 +26,7 @@ $(VENV)/.installed: pyproject.toml requirements/constraints.txt
 # "python -m": an engine process starts without running the launcher script again
 # (app/serving/engine_process.py).
 serve: install
-	$(BIN)/python -m uvicorn --factory app.main:create_app --host $(HOST) --port $(PORT) --no-access-log
+	$(BIN)/python -m app --host $(HOST) --port $(PORT)
 
 lint: install
 	$(BIN)/ruff check core app training client tests benchmarks examples
@@ -70,6 +76,23 @@ fuzz: install
 # --strict: a package that cannot be looked up fails the audit instead of passing unchecked.
 audit: install
 	$(BIN)/pip-audit --strict --no-deps --disable-pip -r requirements/constraints.txt
+
+# The api and worker images (BuildKit: Docker 23+, or DOCKER_BUILDKIT=1 with docker.io 20.10).
+# IMAGE_ARGS: more docker build flags (--build-arg BASE=..., TORCH_INDEX_URL=..., a CA secret).
+DOCKER ?= docker
+IMAGE_ARGS ?=
+image:
+	for target in api worker; do DOCKER_BUILDKIT=1 $(DOCKER) build --target $$target \
+	  -t gan-serve:$$target$(IMAGE_SUFFIX) $(IMAGE_ARGS) . || exit 1; done
+
+# CUDA base, onnxruntime-gpu and PyPI's CUDA torch: gan-serve:api-gpu, gan-serve:worker-gpu.
+image-gpu:
+	$(MAKE) image IMAGE_SUFFIX=-gpu IMAGE_ARGS="--build-arg FLAVOR=gpu $(IMAGE_ARGS)"
+
+# Builds both images on a private Docker engine (root: dockerd from docker.io, base image from
+# mmdebstrap) and runs them against Redis on loopback (tests/image/conftest.py).
+image-test: install
+	$(BIN)/python -m pytest -m image tests/image
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis runs

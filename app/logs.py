@@ -26,7 +26,8 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure(level: str) -> None:
-    """JSON lines on stderr for the app's loggers; leaves other handlers alone."""
+    """JSON lines on stderr for the app's loggers; leaves other handlers alone, and turns off
+    uvicorn's access log, which the app's replaces."""
     logger = logging.getLogger("app")
     logger.setLevel(level.upper())
     if not any(isinstance(h.formatter, JsonFormatter) for h in logger.handlers):
@@ -34,3 +35,6 @@ def configure(level: str) -> None:
         handler.setFormatter(JsonFormatter())
         logger.addHandler(handler)
         logger.propagate = False
+    # The app logs every request itself (app.access, app/middleware.py); uvicorn's access log
+    # would print each one a second time under any launcher that leaves it on.
+    logging.getLogger("uvicorn.access").disabled = True

@@ -19,19 +19,20 @@ from typing import Any, TypedDict
 import pydantic_core
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
-from app import logs
+from app import docs, logs
 from app.api import datasets, discriminate, health, interpolate, jobs, models, sample
 from app.api.schemas import ERRORS, PROBLEM
 from app.jobs.queue import JobQueue
 from app.jobs.service import JobService
+from app.lanes import Lanes
 from app.metrics import JobsCollector, Metrics
-from app.middleware import RequestContext
+from app.middleware import ProblemCORSMiddleware, RequestContext
+from app.oip import router as oip
 from app.serving.pool import ModelPool
 from app.settings import Settings
 from core.errors import ApiError
@@ -57,6 +58,7 @@ class State(TypedDict):
     repo: Repository
     pool: ModelPool
     jobs: JobService
+    lanes: Lanes
 
 
 async def _reap_forever(queue: JobQueue, every_s: float = 5.0) -> None:
@@ -76,8 +78,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[State]:
         logs.configure(settings.log_level)
-        repo = Repository(settings.models_dir)
+        repo = settings.repository()
         pool = ModelPool(repo, settings, metrics)
+        lanes = Lanes.from_settings(settings)
         await pool.start()
         queue = JobQueue(settings)
         metrics.registry.register(JobsCollector(queue.store))
@@ -87,7 +90,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         reaper = asyncio.create_task(_reap_forever(queue), name="job-reaper")
         if settings.api_key is None:
             log.warning("GAN_API_KEY is not set: admin routes are open; bind to loopback only")
-        log.info("serving %s from %s", ", ".join(pool.names()) or "nothing", settings.models_dir)
+        log.info(
+            "serving %s from %s (published: %s)",
+            ", ".join(pool.names()) or "nothing",
+            settings.models_dir,
+            settings.published_models,
+        )
+        if not pool.names():  # e.g. started outside the repository: say so, and what to set
+            log.warning(
+                "no models to serve: %s holds none; set GAN_MODELS_DIR to a model repository "
+                "(the checkout's models/ folder)",
+                settings.models_dir.resolve(),
+            )
         # What startup built (models, routes, schemas) lives as long as the app: frozen, the
         # cyclic collector stops walking it on every full collection, which took about 37 ms
         # of the event loop each time with the committed models loaded (README, Benchmarks).
@@ -106,6 +120,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "repo": repo,
                 "pool": pool,
                 "jobs": JobService(queue, repo, settings),
+                "lanes": lanes,
             }
         finally:
             reaper.cancel()
@@ -113,6 +128,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if embedded:  # running jobs checkpoint and go back on the queue
                 await asyncio.to_thread(queue.stop_embedded)
             await pool.close()
+            lanes.close()
             sys.setswitchinterval(switch_interval)
             gc.unfreeze()
 
@@ -122,16 +138,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="GAN generators and discriminators over HTTP",
         lifespan=lifespan,
         responses=ERRORS,
+        docs_url=None,  # app/docs.py: the pages with their assets served from here
+        redoc_url=None,
     )
     # Flat, not include_router: since FastAPI 0.137 an included router stays a node that every
     # request is routed through again, about a fifth of a small /v1/sample's time (README).
-    for module in (sample, discriminate, interpolate, models, jobs, datasets, health):
+    for module in (sample, discriminate, interpolate, models, jobs, datasets, health, oip):
         app.router.routes.extend(module.router.routes)
+    docs.install(app)
     _mount_playground(app)
     _install_error_handlers(app)
     if settings.cors_origins:
         app.add_middleware(
-            CORSMiddleware,
+            ProblemCORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "PUT", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
@@ -143,6 +162,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         metrics=metrics,
         max_body=settings.max_upload_bytes,
         max_body_by_path={"/v1/datasets": settings.max_dataset_bytes},
+        body_timeout_s=settings.body_timeout_s,
+        max_json_values=settings.max_json_values,
     )
     return app
 

@@ -12,13 +12,22 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.repository import Repository
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GAN_", extra="ignore", frozen=True)
 
     # Where things live.
-    models_dir: Path = Field(Path("models"), description="the model repository")
+    models_dir: Path = Field(
+        Path("models"), description="the starting model repository, read only (the committed one)"
+    )
     data_dir: Path = Field(Path("data"), description="jobs, datasets and the embedded queue")
+    publish_dir: Path | None = Field(
+        None,
+        description="where jobs publish versions and aliases are set, read over models_dir;"
+        " default: <data_dir>/models",
+    )
 
     # Runtime.
     device: Literal["auto", "cpu", "cuda"] = Field(
@@ -38,6 +47,12 @@ class Settings(BaseSettings):
     )
     big_batch_rows: int = Field(
         256, ge=1, description="rows from which a batch runs on big_batch_threads"
+    )
+    upload_threads: int = Field(
+        0, ge=0, description="threads decoding uploads (a lane of their own); 0: one per CPU"
+    )
+    encode_threads: int = Field(
+        0, ge=0, description="threads encoding responses (a lane of their own); 0: one per CPU"
     )
     ort_spinning: bool = Field(
         True, description="ONNX Runtime threads spin between runs: faster, but burn CPU"
@@ -70,10 +85,39 @@ class Settings(BaseSettings):
     max_pixels: int = Field(
         4096 * 4096, ge=1, description="one uploaded image, checked before decoding"
     )
+    max_image_side: int = Field(
+        8192, ge=1, description="either side of an uploaded image, checked before decoding"
+    )
     max_files: int = Field(256, ge=1, description="images per /v1/discriminate request")
     min_truncation: float = Field(0.05, gt=0, description="lower bound on truncation thresholds")
     request_timeout_s: float = Field(
         60.0, gt=0, description="longest wait for an engine call before 503"
+    )
+    max_json_values: int = Field(
+        262_144,
+        ge=16,
+        description="values in a JSON body, counted before parsing (parsing holds every request)",
+    )
+
+    # Slow clients (python -m app applies the first three; the middleware the body's).
+    header_timeout_s: float = Field(10.0, gt=0, description="to send a request's headers")
+    body_timeout_s: float = Field(60.0, gt=0, description="to send a request's body, whole")
+    keep_alive_s: float = Field(5.0, gt=0, description="idle time between requests on a connection")
+    max_connections: int = Field(
+        1024, ge=1, description="open connections (and requests) before new requests get 503"
+    )
+
+    # Projection (/v1/project).
+    max_project_images: int = Field(64, ge=1, description="images per /v1/project request")
+    max_project_steps: int = Field(500, ge=1, description="search steps per /v1/project")
+    max_project_restarts: int = Field(10, ge=1, description="starts per image in /v1/project")
+    project_bank_size: int = Field(
+        8192, ge=16, le=65536, description="latents generated once per version for the starts"
+    )
+    project_banks: int = Field(8, ge=1, description="versions whose bank stays cached")
+    features_classifier: Path | None = Field(
+        Path("training/classifier/mnist_classifier.onnx"),
+        description="the ONNX classifier behind distance=features; unset: pixel distance only",
     )
 
     # Security and operations.
@@ -101,3 +145,17 @@ class Settings(BaseSettings):
         64 * 1024 * 1024, ge=1024, description="a dataset upload (unpacked: 4x)"
     )
     max_dataset_files: int = Field(100_000, ge=1, description="images in a dataset upload")
+    max_dataset_pixels: int = Field(
+        2**26,
+        ge=1,
+        description="decoded pixel values in a dataset upload (height x width x channels,"
+        " summed: its bytes in memory)",
+    )
+
+    @property
+    def published_models(self) -> Path:
+        return self.publish_dir or self.data_dir / "models"
+
+    def repository(self) -> Repository:
+        """The served repository: published versions over the read-only starting one."""
+        return Repository(self.published_models, base=self.models_dir)

@@ -86,13 +86,13 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.data = tempfile.mkdtemp()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--factory", "app.main:create_app", "--port",
-             str(self.port), "--no-access-log", "--log-level", "warning",
-             # Longer than any pause in a run: a keep-alive connection the server closes just
-             # as a client reuses it is a client-side ReadError, not the server failing.
-             "--timeout-keep-alive", "60"],
+            [sys.executable, "-m", "app", "--port", str(self.port)],
             cwd=ROOT,
+            # GAN_KEEP_ALIVE_S longer than any pause in a run: a keep-alive connection the
+            # server closes just as a client reuses it is a client-side ReadError, not the
+            # server failing.
             env={**os.environ, "GAN_LOG_LEVEL": "warning", "GAN_DATA_DIR": self.data,
+                 "GAN_KEEP_ALIVE_S": "60",
                  "GAN_REGISTRY_POLL_SECONDS": "0", "GAN_EMBEDDED_WORKER": "false", **env},
         )  # fmt: skip
         for _ in range(600):

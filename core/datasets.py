@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from core import npy
+
 BUILTIN = {"mnist": Path(__file__).parent / "data" / "mnist_5k.npz"}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 MAX_SIDE = 256
@@ -40,6 +42,10 @@ _IMAGE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.
 
 class DatasetError(ValueError):
     """A dataset that is missing, empty, unreadable or mis-shaped."""
+
+
+class DatasetTooLarge(DatasetError):
+    """A dataset whose images decode to more pixel values than the caller allows."""
 
 
 @dataclass(frozen=True)
@@ -83,8 +89,13 @@ class Dataset:
         return Dataset(f"{self.name}[{part}]", self.images[idx], self.labels[idx], self.class_names)
 
 
-def load_dataset(source: str) -> Dataset:
-    """Load ``builtin:<name>``, an ``.npz``, an image folder or an IDX images file."""
+def load_dataset(source: str, *, max_pixels: int | None = None) -> Dataset:
+    """Load ``builtin:<name>``, an ``.npz``, an image folder or an IDX images file.
+
+    With ``max_pixels``, DatasetTooLarge before the images would decode to more pixel values
+    (height x width x channels, summed: the bytes they take) than that: npz headers and image
+    headers are read first, so a small file that unpacks to gigabytes is refused unread.
+    """
     if source.startswith("builtin:"):
         key = source.removeprefix("builtin:")
         if key not in BUILTIN:
@@ -95,9 +106,9 @@ def load_dataset(source: str) -> Dataset:
     if not path.exists():
         raise DatasetError(f"dataset {source!r} does not exist")
     if path.is_dir():
-        return _load_folder(path)
+        return _load_folder(path, max_pixels)
     if path.suffix == ".npz":
-        return _load_npz(path)
+        return _load_npz(path, max_pixels)
     if "idx" in path.name or "ubyte" in path.name:
         return _load_idx(path)
     raise DatasetError(f"{source!r}: expected a folder, an .npz or an IDX (*-idx3-ubyte) file")
@@ -125,15 +136,14 @@ def _finish(name: str, images: np.ndarray, labels: np.ndarray, class_names: list
     return Dataset(name, np.ascontiguousarray(images), labels.astype(np.int64), class_names)
 
 
-def _load_npz(path: Path) -> Dataset:
+def _load_npz(path: Path, max_pixels: int | None = None) -> Dataset:
     try:
-        loaded = np.load(path, allow_pickle=False)
-        if not isinstance(loaded, np.lib.npyio.NpzFile):
-            raise DatasetError(f"{path}: an .npy array, not an npz archive")
-        with loaded as f:
-            if "images" not in f or "labels" not in f:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+            if "images.npy" not in names or "labels.npy" not in names:
                 raise DatasetError(f"{path}: an npz dataset needs arrays 'images' and 'labels'")
-            images, labels = f["images"], f["labels"]
+            images = _read_member(archive, "images", max_pixels)
+            labels = _read_member(archive, "labels", None)
     except DatasetError:
         raise
     except (OSError, ValueError, *_NPZ_ERRORS) as e:
@@ -144,12 +154,34 @@ def _load_npz(path: Path) -> Dataset:
     return _finish(path.name, images, labels, [str(i) for i in range(n)])
 
 
-def _load_folder(path: Path) -> Dataset:
+def _read_member(archive: zipfile.ZipFile, key: str, max_pixels: int | None) -> np.ndarray:
+    """One array of an npz, its declared shape checked before its data is read."""
+    info = archive.getinfo(f"{key}.npy")
+    with archive.open(info) as member:
+        try:
+            header = npy.read_header(member)
+        except npy.NpyError as e:
+            raise DatasetError(f"'{key}': {e}") from e
+        shape = list(header.shape)
+        if header.nbytes > info.file_size:  # zipfile never reads past the declared size
+            raise DatasetError(f"'{key}' declares {shape} but holds {info.file_size} bytes")
+        if max_pixels is not None and header.size > max_pixels:
+            raise DatasetTooLarge(
+                f"'{key}' {shape} is {header.size} pixel values; the limit is {max_pixels}"
+            )
+        try:
+            return npy.read_data(member, header)
+        except npy.NpyError as e:
+            raise DatasetError(f"'{key}': {e}") from e
+
+
+def _load_folder(path: Path, max_pixels: int | None = None) -> Dataset:
     classes = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
         raise DatasetError(f"{path}: an image folder needs one sub-folder per class")
     images: list[np.ndarray] = []
     labels: list[int] = []
+    pixels = 0
     for label, cls in enumerate(classes):
         for file in sorted((path / cls).iterdir()):
             if file.suffix.lower() not in IMAGE_SUFFIXES:
@@ -162,6 +194,13 @@ def _load_folder(path: Path) -> Dataset:
                             f"{file}: image size {im.width}x{im.height} is over {MAX_SIDE}"
                         )
                     mode = "L" if im.mode in ("1", "L", "LA", "I", "I;16") else "RGB"
+                    pixels += im.width * im.height * len(mode)
+                    if max_pixels is not None and pixels > max_pixels:
+                        # Small, highly compressed files add up: bound the sum, not each one.
+                        raise DatasetTooLarge(
+                            f"the images decode to over {max_pixels} pixel values "
+                            "(height x width x channels, summed)"
+                        )
                     images.append(np.asarray(im.convert(mode)))
             except DatasetError:
                 raise

@@ -12,7 +12,11 @@ reads through it. Layout::
 A version is staged in a hidden folder and renamed into place whole, and aliases.json is
 replaced atomically, so a reader never sees half of either.
 
-    >>> repo = Repository("models")
+A repository may sit over a read-only ``base`` (the committed models, or the ones an image was
+built with): reads see both, the repository's own versions and aliases winning; writes go to the
+repository alone, numbered after every version of both, so a new base never shadows them.
+
+    >>> repo = Repository("data/models", base="models")
     >>> version = repo.resolve("mnist-gan", "production")
     >>> manifest = repo.verify("mnist-gan", version)   # sha256 of every artifact checked
 """
@@ -35,12 +39,12 @@ from typing import Any, Literal
 
 from core.atomic import write_atomic
 from core.errors import IntegrityError, InvalidInput, NotFound
+from core.identifiers import NAME_RE
 
 SCHEMA_VERSION = 1
 MANIFEST = "model.json"
 ALIASES = "aliases.json"
 SAMPLES = "samples.png"  # a grid made at export
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 DEFAULT_ALIAS = "production"
 LATEST = "latest"
 
@@ -208,28 +212,48 @@ def _write_json_atomic(path: Path, data: Any) -> None:
 class Repository:
     """A folder of models, each a set of immutable numbered versions plus movable aliases."""
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, base: str | Path | None = None) -> None:
         self.root = Path(root)
+        # Layers to read, the writable one first; a base that is the root is no second layer.
+        self._layers = [self.root]
+        if base is not None and Path(base).resolve() != self.root.resolve():
+            self._layers.append(Path(base))
 
     # --- reading -------------------------------------------------------------------------
 
     def models(self) -> list[str]:
-        if not self.root.is_dir():
-            return []
         return sorted(
-            p.name for p in self.root.iterdir() if p.is_dir() and NAME_RE.fullmatch(p.name)
+            {
+                p.name
+                for layer in self._layers
+                if layer.is_dir()
+                for p in layer.iterdir()
+                if p.is_dir() and NAME_RE.fullmatch(p.name)
+            }
         )
 
     def versions(self, name: str) -> list[int]:
-        folder = self.root / check_name(name)
-        if not folder.is_dir():
+        folders = [layer / check_name(name) for layer in self._layers]
+        if not any(folder.is_dir() for folder in folders):
             raise NotFound(f"no model named {name!r}", field="model")
         return sorted(
-            int(p.name) for p in folder.iterdir() if p.name.isdigit() and (p / MANIFEST).is_file()
+            {
+                int(p.name)
+                for folder in folders
+                if folder.is_dir()
+                for p in folder.iterdir()
+                if p.name.isdigit() and (p / MANIFEST).is_file()
+            }
         )
 
     def aliases(self, name: str) -> dict[str, int]:
-        path = self.root / check_name(name) / ALIASES
+        merged: dict[str, int] = {}
+        for layer in reversed(self._layers):  # the base first, so the writable layer wins
+            merged.update(self._own_aliases(layer, name))
+        return merged
+
+    def _own_aliases(self, layer: Path, name: str) -> dict[str, int]:
+        path = layer / check_name(name) / ALIASES
         try:
             data = json.loads(path.read_text())
         except FileNotFoundError:
@@ -246,7 +270,12 @@ class Repository:
         return Listing(name, tuple(self.versions(name)), self.aliases(name))
 
     def version_dir(self, name: str, version: int) -> Path:
-        return self.root / check_name(name) / str(int(version))
+        """The folder of a version: the writable layer's when it has one, else the base's."""
+        for layer in self._layers:
+            folder = layer / check_name(name) / str(int(version))
+            if folder.is_dir():
+                return folder
+        return self.root / name / str(int(version))
 
     def manifest(self, name: str, version: int) -> Manifest:
         path = self.version_dir(name, version) / MANIFEST
@@ -350,7 +379,7 @@ class Repository:
             )
             _write_json_atomic(staged / MANIFEST, sealed.to_dict())
             staged.chmod(0o755)  # mkdtemp makes it private; replicas may run as other users
-            os.rename(staged, self.version_dir(name, version))
+            os.rename(staged, self.root / name / str(version))
             staged.mkdir()  # so the staging context's cleanup finds what it made
             for alias in aliases:
                 self._set_alias_locked(name, alias, version)
@@ -365,6 +394,6 @@ class Repository:
         check_alias(alias)
         if version not in self.versions(name):
             raise NotFound(f"model {name!r} has no version {version}", field="version")
-        aliases = self.aliases(name)
+        aliases = self._own_aliases(self.root, name)
         aliases[alias] = int(version)
         _write_json_atomic(self.root / name / ALIASES, aliases)

@@ -105,18 +105,7 @@ class Server:
     def __init__(self, env: dict[str, str]) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        cmd = [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "--factory",
-            "app.main:create_app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--no-access-log",
-        ]
+        cmd = [sys.executable, "-m", "app", "--host", "127.0.0.1", "--port", str(self.port)]
         # A file, not a pipe: a full pipe would block the server's logging.
         self.log = tempfile.TemporaryFile("w+")
         self.proc = subprocess.Popen(

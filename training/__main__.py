@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+import warnings
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -72,13 +73,13 @@ def _train(args: argparse.Namespace) -> int:
         init_from=Path(args.init_from) if args.init_from else None,
         device=device,
     )
-    if result.status == "stopped":
-        return EXIT_STOPPED
+    if result.status == "stopped" or stop["requested"]:  # a stop after the last step too
+        return EXIT_STOPPED  # checkpointed at the end: a resumed run publishes at once
     if args.out:
         command = " ".join(["python -m training", *sys.argv[1:]])
         manifest = publish_run(
             run_dir,
-            Repository(args.out),
+            Repository(args.out, base=args.base_models),
             args.name,
             aliases=[] if args.no_promote else ["production"],
             evaluate=not args.no_eval,
@@ -209,6 +210,10 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--run-dir", help="checkpoints, stats and grids (default runs/NAME)")
     t.add_argument("--out", help="model repository to publish into (e.g. models/)")
     t.add_argument(
+        "--base-models",
+        help="a read-only repository under --out: new versions are numbered after its versions",
+    )
+    t.add_argument(
         "--init-from", help="a checkpoint, or a published version folder, to fine-tune from"
     )
     t.add_argument(
@@ -221,6 +226,11 @@ def parser() -> argparse.ArgumentParser:
         choices=["auto", "cpu", "cuda"],
         default="cpu",
         help="where to train (auto: cuda when available); results differ in float rounding",
+    )
+    t.add_argument(
+        "--quiet-libraries",
+        action="store_true",
+        help="drop other packages' warnings (torch, onnx): a job log shows the run's own lines",
     )
     t.add_argument("--parent-version", type=int, help="recorded in the manifest")
     t.add_argument("--no-eval", action="store_true", help="skip classifier-based metrics")
@@ -261,7 +271,21 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("onnxscript", "onnx_ir", "torch.onnx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     args = parser().parse_args(argv)
+    if getattr(args, "quiet_libraries", False):
+        _quiet_libraries()
     return int(args.func(args))
+
+
+def _quiet_libraries() -> None:
+    """Warnings from other packages (torch's exporter, copyreg on torch's behalf) are ignored
+    and their loggers show errors only (torchvision "not installed" lines); the warnings and
+    log lines of this package (training, core) stay. Before torch is imported: it reads
+    TORCH_LOGS then."""
+    warnings.filterwarnings("ignore")
+    warnings.filterwarnings("default", module=r"(training|core)(\.|$)")
+    os.environ.setdefault("TORCH_LOGS", "-torch")
+    for name in ("onnxscript", "onnx_ir"):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,17 @@
 """The training-job schema: what the CLI parses, the jobs API validates and the manifest records.
 
-Pure pydantic (no torch), so the web service can validate a job without loading torch.
+Pure pydantic (no torch), so the web service can validate a job without loading torch. Every
+number is finite and bounded. One schema, two trust levels: the CLI may train on any local
+dataset path; a config validated with ``context=REMOTE`` (the jobs API's) may name built-in
+data only, as a client must not point training at files on the server (the service itself
+then sets an uploaded dataset's path, after validation).
 
     >>> cfg = load_config("training/configs/paper.toml", ["max_steps=200"])
     >>> cfg.max_steps
     200
+    >>> load_config("training/configs/paper.toml", {"dataset.source": "/etc"}, context=REMOTE)
+    Traceback (most recent call last):
+    pydantic_core._pydantic_core.ValidationError: 1 validation error for TrainConfig
 """
 
 from __future__ import annotations
@@ -15,24 +22,39 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 CONFIGS_DIR = Path(__file__).parent / "configs"
+BUILTIN_PREFIX = "builtin:"
+# The validation context of a config from a remote client: built-in datasets only.
+REMOTE: dict[str, Any] = {"local_paths": False}
+MAX_STEPS = 10_000_000  # also the bound of every interval counted in steps
 
 Architecture = Literal["paper-mlp", "dcgan"]
 Loss = Literal["minimax", "non-saturating", "hinge"]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan: JSON's Infinity passes ge=0 and is written back as null.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class DatasetConfig(_Strict):
     # "builtin:mnist", or a path to an .npz, an image folder (one sub-folder per class),
     # or an IDX images file (labels next to it, found by name).
-    source: str = "builtin:mnist"
+    source: str = Field("builtin:mnist", max_length=4096)
     val_fraction: float = Field(0.1, gt=0, lt=0.5)
-    split_seed: int = 0
+    split_seed: int = Field(0, ge=0, lt=2**63)
+
+    @field_validator("source")
+    @classmethod
+    def _local_paths(cls, source: str, info: ValidationInfo) -> str:
+        if (info.context or {}).get("local_paths", True) or source.startswith(BUILTIN_PREFIX):
+            return source
+        raise ValueError(
+            "a job trains on built-in data (builtin:mnist) or an uploaded dataset, given by "
+            "its id in the job's 'dataset' field; paths on the server are refused"
+        )
 
 
 class NetworkConfig(_Strict):
@@ -54,12 +76,18 @@ class OptimizerConfig(_Strict):
     # SGD: momentum, ramped linearly to momentum_final over momentum_ramp_steps (the paper).
     momentum: float = Field(0.5, ge=0, lt=1)
     momentum_final: float | None = Field(None, ge=0, lt=1)
-    momentum_ramp_steps: int = Field(0, ge=0)
+    momentum_ramp_steps: int = Field(0, ge=0, le=MAX_STEPS)
     # Multiplied into both learning rates after every step (the paper: 1 / 1.000004).
     lr_decay: float = Field(1.0, gt=0.9, le=1.0)
-    lr_min: float = Field(0.0, ge=0)
+    lr_min: float = Field(0.0, ge=0, le=10)
     beta1: float = Field(0.5, ge=0, lt=1)
     beta2: float = Field(0.999, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _floor(self) -> OptimizerConfig:
+        if self.lr_min > min(self.lr_g, self.lr_d):
+            raise ValueError(f"lr_min={self.lr_min} is above a learning rate: it would raise it")
+        return self
 
 
 class TrainConfig(_Strict):
@@ -71,7 +99,7 @@ class TrainConfig(_Strict):
     network: NetworkConfig = NetworkConfig()
     optimizer: OptimizerConfig = OptimizerConfig()
     loss: Loss = "non-saturating"
-    max_steps: int = Field(1000, ge=1, le=10_000_000)
+    max_steps: int = Field(1000, ge=1, le=MAX_STEPS)
     batch_size: int = Field(64, ge=1, le=4096)
     d_steps: int = Field(1, ge=1, le=100, description="k: discriminator steps per generator step")
     ema_decay: float = Field(0.999, ge=0, lt=1, description="0 disables the generator EMA")
@@ -82,15 +110,17 @@ class TrainConfig(_Strict):
         description="R1 penalty (Mescheder et al. 2018): gamma/2 * E|grad D(real)|^2 in D's loss",
     )
     seed: int = Field(0, ge=0, lt=2**63)
-    eval_every: int = Field(1000, ge=1, description="steps between evaluations (and grids)")
+    eval_every: int = Field(
+        1000, ge=1, le=MAX_STEPS, description="steps between evaluations (and grids)"
+    )
     eval_samples: int = Field(2000, ge=100, le=50_000)
     select: Literal["last", "best"] = Field(
         "last",
         description="weights to publish: the last step's, or those of the evaluation with the "
         "lowest FID against the training split (never the held-out split the figures use)",
     )
-    checkpoint_every: int = Field(500, ge=1)
-    log_every: int = Field(50, ge=1)
+    checkpoint_every: int = Field(500, ge=1, le=MAX_STEPS)
+    log_every: int = Field(50, ge=1, le=MAX_STEPS)
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
@@ -140,8 +170,14 @@ def apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any]) -> dict[
     return out
 
 
-def load_config(path: str | Path, overrides: Sequence[str] | Mapping[str, Any] = ()) -> TrainConfig:
-    """Read a TOML preset (or a JSON config) and apply ``key=value`` (or dict) overrides."""
+def load_config(
+    path: str | Path,
+    overrides: Sequence[str] | Mapping[str, Any] = (),
+    *,
+    context: dict[str, Any] | None = None,
+) -> TrainConfig:
+    """Read a TOML preset (or a JSON config) and apply ``key=value`` (or dict) overrides;
+    ``context=REMOTE`` for a config from a remote client."""
     path = Path(path)
     with open(path, "rb") as f:
         data = json.load(f) if path.suffix == ".json" else tomllib.load(f)
@@ -154,4 +190,4 @@ def load_config(path: str | Path, overrides: Sequence[str] | Mapping[str, Any] =
             if not sep:
                 raise ValueError(f"override {item!r} is not key=value")
             pairs[key.strip()] = parse_value(value.strip())
-    return TrainConfig.model_validate(apply_overrides(data, pairs))
+    return TrainConfig.model_validate(apply_overrides(data, pairs), context=context)

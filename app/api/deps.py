@@ -11,12 +11,15 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.jobs.service import JobService
 from app.jobs.store import JobStore
+from app.lanes import Lanes
 from app.metrics import Metrics
 from app.serving.pool import ModelPool
 from app.settings import Settings
+from core import identifiers
 from core.errors import Unauthorized, UnsupportedMediaType
 from core.repository import Repository
 
@@ -41,6 +44,11 @@ async def get_repo(request: Request) -> Repository:
     return repo
 
 
+async def get_lanes(request: Request) -> Lanes:
+    lanes: Lanes = request.state.lanes
+    return lanes
+
+
 async def get_jobs(request: Request) -> JobService:
     jobs: JobService = request.state.jobs
     return jobs
@@ -59,23 +67,39 @@ STATE: dict[Callable[..., Any], str] = {
     get_metrics: "metrics",
     get_repo: "repo",
     get_jobs: "jobs",
+    get_lanes: "lanes",
 }
+
+
+async def get_job_id(job_id: str) -> str:
+    """The ``{job_id}`` path parameter, checked before any path is made of it (404 otherwise)."""
+    return identifiers.job_id(job_id)
+
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 PoolDep = Annotated[ModelPool, Depends(get_pool)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 RepoDep = Annotated[Repository, Depends(get_repo)]
+LanesDep = Annotated[Lanes, Depends(get_lanes)]
 JobServiceDep = Annotated[JobService, Depends(get_jobs)]
 JobStoreDep = Annotated[JobStore, Depends(get_job_store)]
+JobId = Annotated[str, Depends(get_job_id)]
 
 
-async def require_admin(request: Request, settings: SettingsDep) -> None:
+# Declares the scheme in the OpenAPI document (the admin routes' padlock, /docs' Authorize
+# button); auto_error=False leaves a missing key to require_admin's 401 problem.
+_bearer = HTTPBearer(scheme_name="GAN_API_KEY", description="the admin key", auto_error=False)
+
+
+async def require_admin(
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
     """Bearer GAN_API_KEY, compared in constant time; open when no key is set."""
     if settings.api_key is None:
         return
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
     expected = settings.api_key.get_secret_value().encode()
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), expected):
+    if credentials is None or not hmac.compare_digest(credentials.credentials.encode(), expected):
         raise Unauthorized("this route needs 'Authorization: Bearer <GAN_API_KEY>'")
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import math
 from typing import Annotated
 
@@ -13,9 +12,10 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 
-from app.api.deps import MetricsDep, PoolDep, SettingsDep
+from app.api.deps import LanesDep, MetricsDep, PoolDep, SettingsDep
 from app.api.responses import model_headers
 from app.api.schemas import ERRORS, DiscriminateJson, DiscriminateResponse, Score
+from app.lanes import Lanes
 from app.serving import generation
 from app.serving.pool import LoadedModel
 from app.settings import Settings
@@ -55,6 +55,7 @@ async def discriminate(
     pool: PoolDep,
     settings: SettingsDep,
     metrics: MetricsDep,
+    lanes: LanesDep,
     response: Response,
     model: Annotated[str | None, Query(max_length=64)] = None,
     version: Annotated[str | None, Query(max_length=64)] = None,
@@ -63,7 +64,9 @@ async def discriminate(
 ) -> DiscriminateResponse:
     """Probability real and logit per image, from the model's discriminator."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    limits = decoding.DecodeLimits(settings.max_image_bytes, settings.max_pixels)
+    limits = decoding.DecodeLimits(
+        settings.max_image_bytes, settings.max_pixels, settings.max_image_side
+    )
     if ctype == "multipart/form-data":
         form = await _form(request, settings)
         try:
@@ -78,13 +81,13 @@ async def discriminate(
         finally:
             await form.close()
         loaded = await pool.get(model, version)
-        images = await _decode_all(loaded, blobs, limits, resize, base64=False)
+        images = await _decode_all(lanes, loaded, blobs, limits, resize, base64=False)
     elif ctype == "application/json":
         body = _json_body(await request.body())
         loaded = await pool.get(body.model, body.version)
-        labels = ",".join(map(str, body.labels)) if body.labels is not None else None
+        labels = None if body.labels is None else ",".join(map(str, _listed(body.labels)))
         _count(len(body.images), settings)
-        images = await _decode_all(loaded, body.images, limits, body.resize, base64=True)
+        images = await _decode_all(lanes, loaded, body.images, limits, body.resize, base64=True)
     elif ctype in ("application/x-npy", "application/octet-stream"):
         loaded = await pool.get(model, version)
         raw = decoding.decode_npy(await request.body(), settings.max_upload_bytes)
@@ -138,6 +141,7 @@ def _count(n: int, settings: Settings) -> None:
 
 
 async def _decode_all(
+    lanes: Lanes,
     model: LoadedModel,
     blobs: list[bytes] | list[str],
     limits: decoding.DecodeLimits,
@@ -158,7 +162,7 @@ async def _decode_all(
                 raise
         return np.stack(out)
 
-    return await asyncio.to_thread(run)
+    return await lanes.uploads.run(run)
 
 
 def _labels(text: str | None) -> list[int] | None:
@@ -168,6 +172,10 @@ def _labels(text: str | None) -> list[int] | None:
         return [int(x) for x in text.split(",")]
     except ValueError as e:
         raise InvalidInput("labels must be comma-separated integers", field="labels") from e
+
+
+def _listed(labels: int | list[int]) -> list[int]:
+    return [labels] if isinstance(labels, int) else labels
 
 
 def _text(value: object) -> str | None:

@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import FileResponse, PlainTextResponse, StreamingResponse
 
-from app.api.deps import JobServiceDep, JobStoreDep, require_admin, require_json
+from app.api.deps import JobId, JobServiceDep, JobStoreDep, require_admin, require_json
 from app.api.schemas import ERRORS, JobList, JobRequest, Preset
 from app.jobs import service
 from app.jobs.store import TERMINAL, Job, JobStore, State
@@ -66,18 +66,18 @@ async def list_jobs(
 
 
 @router.get("/v1/jobs/{job_id}")
-async def get_job(job_id: str, store: JobStoreDep) -> Job:
+async def get_job(job_id: JobId, store: JobStoreDep) -> Job:
     return await asyncio.to_thread(store.get, job_id)
 
 
 @router.delete("/v1/jobs/{job_id}", dependencies=[Depends(require_admin)])
-async def cancel(job_id: str, jobs: JobServiceDep) -> Job:
+async def cancel(job_id: JobId, jobs: JobServiceDep) -> Job:
     """A queued job is cancelled at once; a running one checkpoints, stops, publishes nothing."""
     return await asyncio.to_thread(jobs.cancel, job_id)
 
 
 @router.get("/v1/jobs/{job_id}/samples.png", response_class=FileResponse)
-async def samples(job_id: str, store: JobStoreDep) -> FileResponse:
+async def samples(job_id: JobId, store: JobStoreDep) -> FileResponse:
     await asyncio.to_thread(store.get, job_id)
     path = store.folder(job_id).run.samples
     if not path.is_file():
@@ -86,7 +86,7 @@ async def samples(job_id: str, store: JobStoreDep) -> FileResponse:
 
 
 @router.get("/v1/jobs/{job_id}/log", response_class=PlainTextResponse)
-async def job_log(job_id: str, store: JobStoreDep) -> PlainTextResponse:
+async def job_log(job_id: JobId, store: JobStoreDep) -> PlainTextResponse:
     await asyncio.to_thread(store.get, job_id)
     path = store.folder(job_id).log
     text = path.read_text(errors="replace") if path.is_file() else ""
@@ -98,7 +98,7 @@ async def job_log(job_id: str, store: JobStoreDep) -> PlainTextResponse:
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}}},
 )
-async def job_events(job_id: str, store: JobStoreDep, request: Request) -> StreamingResponse:
+async def job_events(job_id: JobId, store: JobStoreDep, request: Request) -> StreamingResponse:
     """Server-sent events: every training event as it happens, then the final job record."""
     await asyncio.to_thread(store.get, job_id)
     return StreamingResponse(

@@ -1,4 +1,4 @@
-"""POST /v1/sample and GET /v1/sample.png: images from seeds."""
+"""POST /v1/sample and GET /v1/sample.png: images from seeds, or from latents a caller chose."""
 
 from __future__ import annotations
 
@@ -80,14 +80,17 @@ async def _sample(
         raise LimitExceeded(f"n={body.n} is over the limit of {settings.max_n}", field="n")
     generation.check_truncation(body.truncation, settings.min_truncation)
     model = await pool.get(body.model, body.version)
-    try:
-        seeds = request_seeds(body.n, body.seed, body.seeds)
-    except ValueError as e:
-        raise InvalidInput(str(e), field="seed") from e
-    out = await generation.sample(
-        model, seeds, body.labels, body.truncation, with_latents=body.return_latents
-    )
-    metrics.images_generated.labels(model.name, str(model.version)).inc(len(seeds))
+    if body.latents is not None:
+        out = await generation.from_latents(model, body.latents, body.labels)
+    else:
+        try:
+            seeds = request_seeds(body.n, body.seed, body.seeds)
+        except ValueError as e:
+            raise InvalidInput(str(e), field="seed") from e
+        out = await generation.sample(
+            model, seeds, body.labels, body.truncation, with_latents=body.return_latents
+        )
+    metrics.images_generated.labels(model.name, str(model.version)).inc(len(out.images))
     headers = _seed_headers(out)
     if body.format == "npy":
         return binary(imaging.encode_npy(out.images), "npy", model, headers)
@@ -107,7 +110,9 @@ async def _sample(
 
 
 def _seed_headers(out: generation.Samples) -> dict[str, str]:
-    headers = {"X-Seed": str(out.seeds[0]), "X-Count": str(len(out.seeds))}
+    headers = {"X-Count": str(len(out.images))}
+    if out.seeds is not None:
+        headers["X-Seed"] = str(out.seeds[0])
     if out.labels is not None:
         headers["X-Labels"] = ",".join(map(str, out.labels.tolist()))
     return headers
@@ -120,13 +125,14 @@ def _png(images: np.ndarray, cols: int | None) -> bytes:
 
 
 def _zip(out: generation.Samples, name: str, version: int) -> bytes:
-    names = [f"{i:05d}-seed{s}.png" for i, s in enumerate(out.seeds)]
+    seeds: list[int | None] = [*out.seeds] if out.seeds else [None] * len(out.images)
+    names = [f"{i:05d}{'' if s is None else f'-seed{s}'}.png" for i, s in enumerate(seeds)]
     manifest = {
         "model": name,
         "version": version,
         "images": [
             {"file": f, "seed": s, "label": None if out.labels is None else int(out.labels[i])}
-            for i, (f, s) in enumerate(zip(names, out.seeds, strict=True))
+            for i, (f, s) in enumerate(zip(names, seeds, strict=True))
         ],
     }
     return imaging.encode_zip(out.images, names, manifest)
@@ -142,5 +148,5 @@ def _items(out: generation.Samples) -> list[SampleItem]:
             png=base64.b64encode(imaging.encode_png(out.images[i])).decode(),
             latent=None if z is None else z[i].tolist(),
         )
-        for i, s in enumerate(out.seeds)
+        for i, s in enumerate(out.seeds or [None] * len(out.images))
     ]

@@ -8,9 +8,13 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.jobs.store import Job, Promote
+from core import identifiers
 
 Seed = Annotated[int, Field(ge=0, le=2**63 - 1)]
-ModelName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9._-]*$")]
+ModelName = Annotated[str, Field(min_length=1, max_length=64, pattern=identifiers.NAME_PATTERN)]
+DatasetId = Annotated[
+    str, Field(max_length=32, pattern=identifiers.ID_PATTERN, description="from POST /v1/datasets")
+]
 VersionRef = Annotated[
     str | int | None,
     Field(description="a version number, an alias (production, latest, ...); default production"),
@@ -59,6 +63,11 @@ class SampleRequest(_Body):
     n: int = Field(1, ge=1, description="number of images (at most GAN_MAX_N)")
     seed: Seed | None = Field(None, description="image i uses seed + i")
     seeds: list[Seed] | None = Field(None, description="one seed per image (overrides n)")
+    latents: list[list[float]] | None = Field(
+        None,
+        description="one latent vector per image, of the model's latent dim, instead of seeds "
+        "(overrides n; conditional models need labels)",
+    )
     labels: int | list[int] | None = Field(
         None,
         description="conditional models: one label for all, or one per image; "
@@ -71,6 +80,16 @@ class SampleRequest(_Body):
 
     @model_validator(mode="after")
     def _seeds(self) -> SampleRequest:
+        if self.latents is not None:
+            if self.seed is not None or self.seeds is not None:
+                raise ValueError("give latents, or seed or seeds, not both")
+            if not self.latents:
+                raise ValueError("latents must not be empty")
+            if self.truncation is not None:
+                raise ValueError("truncation resamples seeds' latents: omit it with latents")
+            if "n" in self.model_fields_set and self.n != len(self.latents):
+                raise ValueError(f"n={self.n} but {len(self.latents)} latents were given")
+            self.n = len(self.latents)
         if self.seeds is not None:
             if self.seed is not None:
                 raise ValueError("give seed or seeds, not both")
@@ -83,7 +102,7 @@ class SampleRequest(_Body):
 
 
 class SampleItem(BaseModel):
-    seed: int
+    seed: int | None = Field(description="null for an image drawn from a given latent")
     label: int | None
     png: str = Field(description="base64 PNG")
     latent: list[float] | None = None
@@ -137,7 +156,9 @@ class DiscriminateJson(_Body):
     model: ModelName | None = None
     version: VersionRef = None
     images: list[str] = Field(min_length=1, description="base64 PNG/JPEG/WebP or data: URLs")
-    labels: list[int] | None = None
+    labels: int | list[int] | None = Field(
+        None, description="conditional models: one label for all images, or one per image"
+    )
     resize: bool = False
 
 
@@ -174,12 +195,14 @@ class ModelDetail(BaseModel):
 
 class JobRequest(_Body):
     model: ModelName
-    preset: str = Field("cdcgan", description="a config in training/configs, e.g. paper, cdcgan")
+    preset: str = Field(
+        "cdcgan", max_length=64, description="a config in training/configs, e.g. paper, cdcgan"
+    )
     overrides: dict[str, Any] = Field(
         default_factory=dict, description="config fields, dotted for nested: optimizer.lr_g"
     )
     base_version: int | None = Field(None, ge=1, description="fine-tune from this version")
-    dataset: str | None = Field(None, description="an uploaded dataset id; default the digits")
+    dataset: DatasetId | None = Field(None, description="an uploaded dataset; default the digits")
     promote: Promote = "if_better"
 
 

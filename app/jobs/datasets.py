@@ -28,7 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from core.datasets import IMAGE_SUFFIXES, DatasetError, load_dataset
+from core import identifiers
+from core.datasets import IMAGE_SUFFIXES, DatasetError, DatasetTooLarge, load_dataset
 from core.errors import InvalidInput, LimitExceeded, NotFound
 
 # What zipfile raises on a corrupt, truncated, encrypted or exotic archive (bad CRC or magic,
@@ -49,6 +50,7 @@ class UploadLimits:
     max_bytes: int  # of the upload itself
     max_files: int  # images in a zip
     max_unpacked_bytes: int  # a zip's total uncompressed size
+    max_pixels: int  # decoded pixel values of all images (H x W x C, summed)
     max_ratio: float = 200.0  # uncompressed / compressed, per entry: a bomb's signature
 
 
@@ -59,7 +61,7 @@ class DatasetStore:
 
     def path(self, dataset_id: str) -> Path:
         """The npz a job config points at."""
-        if not dataset_id.isalnum() or not (self.root / dataset_id / "meta.json").is_file():
+        if not (self.root / identifiers.dataset_id(dataset_id) / "meta.json").is_file():
             raise NotFound(f"no dataset {dataset_id!r}", field="dataset")
         return self.root / dataset_id / "dataset.npz"
 
@@ -84,7 +86,9 @@ class DatasetStore:
                 source = work / "upload.npz"
                 source.write_bytes(data)
             try:
-                ds = load_dataset(str(source))
+                ds = load_dataset(str(source), max_pixels=limits.max_pixels)
+            except DatasetTooLarge as e:
+                raise LimitExceeded(str(e), field="file") from e
             except DatasetError as e:
                 raise InvalidInput(f"not a usable dataset: {e}", field="file") from e
             if len(ds.labels) > limits.max_files:

@@ -17,14 +17,14 @@ from core.repository import DEFAULT_ALIAS, Repository
 
 def published_metrics(settings: Settings, job: Job) -> dict[str, Any]:
     assert job.published_version is not None
-    manifest = Repository(settings.models_dir).manifest(job.model, job.published_version)
+    manifest = settings.repository().manifest(job.model, job.published_version)
     return manifest.metrics
 
 
 def promote(settings: Settings, job: Job) -> tuple[bool, str]:
     """Apply the job's promotion policy to its published version."""
     assert job.published_version is not None
-    repo = Repository(settings.models_dir)
+    repo = settings.repository()
     new = job.published_version
     if job.promote == "never":
         return False, "policy is never"

@@ -27,7 +27,6 @@ from app.jobs.promotion import promote, published_metrics
 from app.jobs.store import Job, JobFolder, JobStore, Progress
 from app.settings import Settings
 from core.errors import NotReady
-from core.repository import Repository
 from training import events
 from training.events import EXIT_STOPPED, EventType
 
@@ -52,6 +51,9 @@ def run_job(
     )
     if job is None:  # cancelled while queued, or delivered twice: nothing to do
         return
+    if job.cancel_requested:  # asked to stop while it was put back on the queue
+        store.patch(job_id, state="cancelled", finished=time.time())
+        return
     folder = store.folder(job_id)
     with open(folder.log, "ab") as log_file:
         proc = subprocess.Popen(
@@ -72,7 +74,10 @@ def run_job(
                 proc.send_signal(signal.SIGTERM)  # the child checkpoints and exits 3
                 stopping = True
         reader.join()
-    _finish(settings, store, job_id, proc.returncode, requeue)
+    # A child signalled before it installed its handler (still importing torch) dies of
+    # SIGTERM instead of exiting EXIT_STOPPED; it was stopped all the same.
+    stopped = proc.returncode == EXIT_STOPPED or (stopping and proc.returncode == -signal.SIGTERM)
+    _finish(settings, store, job_id, proc.returncode, stopped, requeue)
 
 
 def _command(settings: Settings, job: Job, folder: JobFolder) -> list[str]:
@@ -81,13 +86,15 @@ def _command(settings: Settings, job: Job, folder: JobFolder) -> list[str]:
         "--config", str(folder.config),
         "--name", job.model,
         "--run-dir", str(folder.run.root),
-        "--out", str(settings.models_dir),
+        "--out", str(settings.published_models),
+        "--base-models", str(settings.models_dir),
         "--no-promote",
         "--exit-with-parent",
+        "--quiet-libraries",  # the log shows the run's own lines, not torch's warnings
         "--device", settings.device,  # GAN_DEVICE: auto trains on a GPU when torch sees one
     ]  # fmt: skip
     if job.base_version is not None:
-        base = Repository(settings.models_dir).version_dir(job.model, job.base_version)
+        base = settings.repository().version_dir(job.model, job.base_version)
         cmd += ["--init-from", str(base), "--parent-version", str(job.base_version)]
     return cmd
 
@@ -126,11 +133,17 @@ def _finish(
     store: JobStore,
     job_id: str,
     returncode: int,
+    stopped: bool,
     requeue: Callable[[str], object],
 ) -> None:
     job = store.get(job_id)
     now = time.time()
-    if returncode == 0 and job.published_version is not None:
+    if job.cancel_requested and (stopped or returncode == 0):
+        # A cancel that came during export could not stop the publish: the version stays,
+        # unpromoted, and the job still ends as its owner asked.
+        reason = "cancelled; not promoted" if job.published_version is not None else None
+        store.patch(job_id, state="cancelled", finished=now, promotion_reason=reason)
+    elif returncode == 0 and job.published_version is not None:
         promoted, reason = promote(settings, job)
         store.patch(
             job_id,
@@ -140,9 +153,7 @@ def _finish(
             promotion_reason=reason,
             metrics=published_metrics(settings, job) or job.metrics,
         )
-    elif returncode == EXIT_STOPPED and job.cancel_requested:
-        store.patch(job_id, state="cancelled", finished=now)
-    elif returncode == EXIT_STOPPED:  # the worker is shutting down: resume elsewhere, later
+    elif stopped:  # the worker is shutting down: resume elsewhere, later
         try:
             requeue(job_id)
         except NotReady:  # left running without a heartbeat: the reaper requeues it

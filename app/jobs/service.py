@@ -18,7 +18,7 @@ from app.jobs.store import Job, Progress, Promote
 from app.settings import Settings
 from core.errors import InvalidInput, NotFound, NotReady, TooManyRequests
 from core.repository import Repository
-from training.config import TrainConfig, load_config, preset_names, preset_path
+from training.config import REMOTE, TrainConfig, load_config, preset_names, preset_path
 
 # What a fine-tune must keep from its base version.
 _ARCHITECTURE_KEYS = ("architecture", "conditional", "latent_dim", "prior", "network")
@@ -71,15 +71,16 @@ class JobService:
         return self.queue.store.request_cancel(job_id)
 
     def config(self, preset: str, overrides: dict[str, Any], dataset: str | None) -> TrainConfig:
-        overrides = dict(overrides)
+        """The job's config: the client's overrides name built-in data at most (REMOTE), and an
+        uploaded dataset's path is set here, after they are validated."""
+        path = None
         if dataset is not None:
             try:
                 path = DatasetStore(self.settings.data_dir).path(dataset)
             except NotFound as e:
                 raise InvalidInput(e.detail, field="dataset") from e
-            overrides["dataset.source"] = str(path)
         try:
-            cfg = load_config(preset_path(preset), overrides)
+            cfg = load_config(preset_path(preset), overrides, context=REMOTE)
         except ValidationError as e:
             err = e.errors()[0]
             where = ".".join(str(p) for p in err["loc"])
@@ -88,6 +89,10 @@ class JobService:
             ) from e
         except ValueError as e:  # an unknown preset
             raise InvalidInput(str(e), field="preset") from e
+        if path is not None:
+            cfg = cfg.model_copy(
+                update={"dataset": cfg.dataset.model_copy(update={"source": str(path)})}
+            )
         if cfg.max_steps > self.settings.max_job_steps:
             raise InvalidInput(
                 f"max_steps={cfg.max_steps} is over the limit of {self.settings.max_job_steps}",

@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from core import identifiers
 from core.atomic import write_atomic
 from core.errors import Conflict, NotFound
 from training.events import RunFiles
@@ -110,10 +111,7 @@ class JobStore:
         self.root.mkdir(parents=True, exist_ok=True)
 
     def folder(self, job_id: str) -> JobFolder:
-        # Ids are 16 ASCII hex digits; anything else is a probe (str.isalnum admits non-ASCII).
-        if not (job_id.isascii() and job_id.isalnum()) or len(job_id) > 64:
-            raise NotFound(f"no job {job_id!r}")
-        return JobFolder(self.root / job_id)
+        return JobFolder(self.root / identifiers.job_id(job_id))
 
     def create(self, **fields: Any) -> Job:
         job = Job(id=uuid.uuid4().hex[:16], **fields)

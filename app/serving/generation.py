@@ -23,7 +23,7 @@ from core.repository import Manifest
 @dataclass(frozen=True)
 class Samples:
     images: np.ndarray  # uint8 [N, H, W, C]
-    seeds: list[int]
+    seeds: list[int] | None  # None: drawn from latents the caller gave
     labels: np.ndarray | None  # int64 [N]
     truncation: float | None
     latents: np.ndarray | None = None  # float32 [N, latent_dim], when asked for
@@ -80,6 +80,25 @@ async def sample(
     return Samples(images, list(seeds), y, truncation, z)
 
 
+async def from_latents(
+    model: LoadedModel, vectors: Sequence[Sequence[float]], labels: int | Sequence[int] | None
+) -> Samples:
+    """The images of latent vectors a caller chose, each checked as an interpolation endpoint
+    is; a conditional model needs the labels, as there is no seed to default them from."""
+    m = model.manifest
+    if m.conditional and labels is None:
+        raise InvalidInput(f"{m.name} is conditional: give labels with latents", field="labels")
+    rows = []
+    for i, vector in enumerate(vectors):
+        try:
+            rows.append(latent.validate_latent(vector, m.latent.dim))
+        except ValueError as e:
+            raise InvalidInput(f"latents[{i}]: {e}", field="latents") from e
+    z = np.stack(rows)
+    y = resolve_labels(m, range(len(z)), labels)
+    return Samples(await model.generate({"z": z}, y), None, y, None, z)
+
+
 async def interpolate(
     model: LoadedModel,
     start: np.ndarray,
@@ -112,12 +131,18 @@ def endpoint_latent(
 
 
 async def discriminate(
-    model: LoadedModel, images_u8: np.ndarray, labels: Sequence[int] | None
+    model: LoadedModel, images_u8: np.ndarray, labels: int | Sequence[int] | None
 ) -> np.ndarray:
-    """Logits [N] for uint8 images [N, H, W, C] of the model's shape."""
+    """Logits [N] for uint8 images [N, H, W, C] of the model's shape; one label applies to
+    every image, as in ``sample``."""
     m = model.manifest
     if m.conditional and labels is None:
-        raise InvalidInput(f"{m.name} is conditional: give one label per image", field="labels")
+        raise InvalidInput(
+            f"{m.name} is conditional: give one label for all images, or one per image",
+            field="labels",
+        )
+    if not isinstance(labels, int) and labels is not None and len(labels) == 1:
+        labels = labels[0]
     y = resolve_labels(m, range(len(images_u8)), labels) if labels is not None else None
     x = imaging.to_model_input(images_u8, _range(m))
     return await model.discriminate(x, y)

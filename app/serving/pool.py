@@ -27,6 +27,7 @@ from app.metrics import Metrics
 from app.serving.artifacts import ArtifactCheck, stamp_files
 from app.serving.batching import Batcher, RunFn
 from app.serving.engine_process import ProcessRuntime
+from app.serving.runtime import TENSORS
 from app.settings import Settings
 from core.errors import ApiError, NotFound, NotReady
 from core.repository import DEFAULT_ALIAS, LATEST, Listing, Manifest, Repository
@@ -76,6 +77,12 @@ class LoadedModel:
         if labels is not None:
             inputs = {**inputs, "label": labels}
         return await self.generator.submit(inputs)
+
+    async def tensors(self, z: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
+        """The generator's own output, float32 [N, C, H, W] in the output range, for latents
+        ``z`` [N, latent_dim]: what the Open Inference Protocol's generator model returns."""
+        flag = np.ones(len(z), dtype=np.bool_)
+        return await self.generate({"z": z, TENSORS: flag}, labels)
 
     async def discriminate(self, images: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
         """Logits [N] for images [N, C, H, W] in the output range."""

@@ -22,6 +22,10 @@ from core.errors import IntegrityError
 from core.repository import Manifest
 
 Inputs = dict[str, np.ndarray]
+# An input key (any array [N]) that asks ``generate`` for the generator's own float32 output
+# rather than pixels. Requests with it never share a batch with those without: the batcher
+# merges only requests with the same input names.
+TENSORS = "tensors"
 
 
 class Engines:
@@ -48,7 +52,10 @@ class Engines:
         return cls(manifest, g, d)
 
     def generate(self, inputs: Inputs) -> np.ndarray:
-        """Pixels uint8 [N, H, W, C] for ``{"seed", ["truncation"], ["label"]}`` or ``{"z"}``."""
+        """Pixels uint8 [N, H, W, C] for ``{"seed", ["truncation"], ["label"]}`` or ``{"z"}``;
+        with ``TENSORS`` among the inputs, the generator's output float32 [N, C, H, W]."""
+        if TENSORS in inputs:
+            return self._generator.run({k: v for k, v in inputs.items() if k != TENSORS})
         if "seed" in inputs:
             inputs = _seeded(inputs, self.manifest)
         return imaging.to_uint8(self._generator.run(inputs), self._range)

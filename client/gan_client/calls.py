@@ -132,12 +132,15 @@ def sample_call(
     model: str | None,
     version: Version,
     cols: int | None = None,
+    latents: Sequence[Sequence[float]] | np.ndarray | None = None,
 ) -> Call[T]:
+    vectors = None if latents is None else [[float(v) for v in row] for row in latents]
     body = _compact(
         model=model,
         version=version,
-        n=n,
+        n=None if vectors is not None else n,  # one image per latent
         seed=seed,
+        latents=vectors,
         labels=_label_json(labels),
         truncation=truncation,
         cols=cols,

@@ -117,9 +117,9 @@ def _client(args: argparse.Namespace) -> GanClient:
 
 def _serve(args: argparse.Namespace) -> int:
     # The server is another distribution (gan-serve); the client never imports it, so this
-    # command hands over to uvicorn in the same interpreter, where the server is installed.
-    cmd = [sys.executable, "-m", "uvicorn", "--factory", "app.main:create_app"]
-    cmd += ["--host", args.host, "--port", str(args.port), "--no-access-log"]
+    # command hands over to the server's own launcher (app/server.py: its settings, its one
+    # JSON access log) in the same interpreter, where the server is installed.
+    cmd = [sys.executable, "-m", "app", "--host", args.host, "--port", str(args.port)]
     try:
         os.execv(sys.executable, cmd)
     except OSError as e:

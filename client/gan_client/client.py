@@ -116,12 +116,16 @@ class GanClient:
         truncation: float | None = None,
         model: str | None = None,
         version: Version = None,
+        latents: Sequence[Sequence[float]] | np.ndarray | None = None,
     ) -> Samples:
         """``n`` images, uint8 [N, H, W, C], and their labels (None for unconditional models).
 
-        Image i uses seed ``seed + i``; without a seed the server draws one.
+        Image i uses seed ``seed + i``; without a seed the server draws one. With ``latents``
+        (one vector per image, instead of seeds), the images of those vectors.
         """
-        call = sample_call("npy", parse_samples, n, seed, labels, truncation, model, version)
+        call = sample_call(
+            "npy", parse_samples, n, seed, labels, truncation, model, version, latents=latents
+        )
         return self._run(call)
 
     def sample_png(
@@ -289,8 +293,11 @@ class AsyncGanClient:
         truncation: float | None = None,
         model: str | None = None,
         version: Version = None,
+        latents: Sequence[Sequence[float]] | np.ndarray | None = None,
     ) -> Samples:
-        call = sample_call("npy", parse_samples, n, seed, labels, truncation, model, version)
+        call = sample_call(
+            "npy", parse_samples, n, seed, labels, truncation, model, version, latents=latents
+        )
         return await self._run(call)
 
     async def sample_png(

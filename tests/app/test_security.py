@@ -126,6 +126,8 @@ def test_cors_allows_a_configured_origin_only(models_dir: Path) -> None:
         )
         assert refused.status_code == 400
         assert "access-control-allow-origin" not in refused.headers
+        assert refused.headers["content-type"] == PROBLEM
+        assert "origin" in refused.json()["detail"]
 
 
 def test_an_internal_error_is_a_problem_without_internals(

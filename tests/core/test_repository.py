@@ -87,6 +87,27 @@ def test_publish_is_atomic_and_numbers_versions(models_dir: Path) -> None:
     assert oct(repo.version_dir("tiny-gan", 2).stat().st_mode & 0o777) == "0o755"
 
 
+def test_a_repository_over_a_read_only_base(models_dir: Path, tmp_path: Path) -> None:
+    """Published versions and aliases go to the writable layer; the base is never written."""
+    before = sorted(str(p.relative_to(models_dir)) for p in models_dir.rglob("*"))
+    repo = Repository(tmp_path / "published", base=models_dir)
+    assert repo.models() == ["tiny-cgan", "tiny-gan"] and repo.versions("tiny-gan") == [1]
+    assert repo.verify("tiny-gan", 1).version == 1
+    manifest = repo.manifest("tiny-gan", 1).to_dict()
+    with repo.staging("tiny-gan") as staged:
+        for f in manifest["artifacts"]:
+            shutil.copy(repo.version_dir("tiny-gan", 1) / f, staged / f)
+        sealed = repo.publish(staged, manifest, ["canary"])
+    assert sealed.version == 2 and repo.versions("tiny-gan") == [1, 2]  # numbered after the base
+    assert repo.version_dir("tiny-gan", 2) == tmp_path / "published" / "tiny-gan" / "2"
+    repo.set_alias("tiny-gan", "production", 2)  # the writable layer's alias wins
+    assert repo.aliases("tiny-gan") == {"production": 2, "canary": 2}
+    assert Repository(models_dir).aliases("tiny-gan") == {"production": 1}
+    assert sorted(str(p.relative_to(models_dir)) for p in models_dir.rglob("*")) == before
+    same = Repository(models_dir, base=models_dir)  # one folder is one layer, not two
+    assert same.versions("tiny-gan") == [1]
+
+
 def test_alias_rules(models_dir: Path) -> None:
     repo = Repository(models_dir)
     for bad in ("latest", "7", "Bad", "../x"):

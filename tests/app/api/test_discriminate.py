@@ -57,3 +57,63 @@ def test_discriminate_conditional_needs_labels_and_resize(client: TestClient) ->
         422,
     )
     assert missing["field"] == "labels"
+
+
+def test_one_label_applies_to_every_image_in_every_form(client: TestClient) -> None:
+    images = npy(
+        client.post(
+            "/v1/sample",
+            json={"model": "tiny-cgan", "seed": 5, "n": 3, "labels": 4, "format": "npy"},
+        )
+    )
+    pngs = [imaging.encode_png(im) for im in images]
+    each = client.post(
+        "/v1/discriminate",
+        json={
+            "model": "tiny-cgan",
+            "labels": [4, 4, 4],
+            "images": [base64.b64encode(p).decode() for p in pngs],
+        },
+    )
+    assert each.status_code == 200, each.text
+    forms = [
+        client.post(
+            "/v1/discriminate",
+            data={"model": "tiny-cgan", "labels": "4"},
+            files=[("images", (f"{i}.png", p, "image/png")) for i, p in enumerate(pngs)],
+        ),
+        client.post(
+            "/v1/discriminate",
+            json={
+                "model": "tiny-cgan",
+                "labels": 4,
+                "images": [base64.b64encode(p).decode() for p in pngs],
+            },
+        ),
+        client.post(
+            "/v1/discriminate",
+            json={
+                "model": "tiny-cgan",
+                "labels": [4],
+                "images": [base64.b64encode(p).decode() for p in pngs],
+            },
+        ),
+        client.post(
+            "/v1/discriminate",
+            params={"model": "tiny-cgan", "labels": "4"},
+            content=imaging.encode_npy(images),
+            headers={"content-type": "application/x-npy"},
+        ),
+    ]
+    for r in forms:
+        assert r.status_code == 200, r.text
+        assert r.json()["results"] == each.json()["results"]
+    two = client.post(
+        "/v1/discriminate",
+        json={
+            "model": "tiny-cgan",
+            "labels": [4, 4],
+            "images": [base64.b64encode(p).decode() for p in pngs],
+        },
+    )
+    assert "give one" in problem(two, 422)["detail"]

@@ -24,9 +24,11 @@ def committed_models(models_dir: Path) -> Path:
 
 def test_if_better_keeps_a_worse_model_out_of_production(
     committed_models: Path,
+    tmp_path: Path,
     start_server,  # type: ignore[no-untyped-def]
 ) -> None:
-    repo = Repository(committed_models)
+    # What the server serves: its published versions (under its data dir) over the models.
+    repo = Repository(tmp_path / "data" / "models", base=committed_models)
     production, versions = repo.aliases("mnist-cdcgan")["production"], repo.versions("mnist-cdcgan")
     server = start_server(GAN_MODELS_DIR=str(committed_models))
     job = submit(server.url, model="mnist-cdcgan", promote="if_better")
@@ -73,7 +75,7 @@ def repo(tmp_path: Path) -> Repository:
 
 @pytest.fixture
 def settings(repo: Repository) -> Settings:
-    return Settings(models_dir=repo.root, data_dir=repo.root.parent / "data")
+    return Settings(models_dir=repo.root, data_dir=repo.root.parent / "data", publish_dir=repo.root)
 
 
 def test_never_leaves_production_where_it_is(repo: Repository, settings: Settings) -> None:

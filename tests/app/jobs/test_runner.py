@@ -11,15 +11,21 @@ from core.repository import Repository
 from tests.app.helpers import TINY_JOB, submit, wait_state
 
 
-def test_a_fine_tune_starts_from_the_base_version(models_dir: Path, start_server) -> None:  # type: ignore[no-untyped-def]
+def test_a_fine_tune_starts_from_the_base_version(  # type: ignore[no-untyped-def]
+    models_dir: Path, tmp_path: Path, start_server
+) -> None:
     server = start_server(GAN_MODELS_DIR=str(models_dir))
     job = submit(
         server.url, base_version=1, promote="never", overrides={**TINY_JOB, "max_steps": 2}
     )
     done = wait_state(server.url, job["id"], {"succeeded", "failed"})
     assert done["state"] == "succeeded" and done["promoted"] is False, done
-    manifest = Repository(models_dir).manifest("tiny-cgan", done["published_version"])
-    assert manifest.parent_version == 1
+    # Published under the data dir, over the read-only models folder, which stays as it was.
+    published = Repository(tmp_path / "data" / "models", base=models_dir)
+    manifest = published.manifest("tiny-cgan", done["published_version"])
+    assert manifest.parent_version == 1 and done["published_version"] == 2
+    assert Repository(models_dir).versions("tiny-cgan") == [1]
+    assert published.version_dir("tiny-cgan", 2).parent.parent == tmp_path / "data" / "models"
     mismatched = httpx.post(
         f"{server.url}/v1/jobs",
         json={"model": "tiny-cgan", "base_version": 1, "overrides": {"max_steps": 2}},
