@@ -16,16 +16,22 @@ install: $(VENV)/.installed
 # before .venv is made: another one fails here, saying so, not halfway through pip.
 PYTHON_OK := (3, 11) <= sys.version_info[:2] <= (3, 13)
 
-$(VENV)/.installed: pyproject.toml requirements/constraints.txt
-	@$(PYTHON) -c 'import sys; sys.exit(0 if $(PYTHON_OK) else "error: $(PYTHON) is Python %d.%d; gan-serve needs 3.11, 3.12 or 3.13 (make PYTHON=python3.12 ...)" % sys.version_info[:2])'
-	$(PYTHON) -m venv $(VENV)
-	$(PIP) --upgrade pip setuptools wheel
+$(VENV)/.installed: $(VENV)/.serving
 	$(PIP) -e ".[train,redis,test]" -e "./client[torch]"
 	touch $@
 
+# What serving needs and no more (the api image's set: no torch, no test tools). Without torch
+# the service serves and refuses retraining jobs with a 503 that says how to add them.
+$(VENV)/.serving: pyproject.toml requirements/constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if $(PYTHON_OK) else "error: $(PYTHON) is Python %d.%d; gan-serve needs 3.11, 3.12 or 3.13 (make PYTHON=python3.12 ...)" % sys.version_info[:2])'
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) --upgrade pip setuptools wheel
+	$(PIP) -e ".[redis]"
+	touch $@
+
 # "python -m": an engine process starts without running the launcher script again
-# (app/serving/engine_process.py).
-serve: install
+# (app/serving/engine_process.py). After `make install`, this serves with retraining too.
+serve: $(VENV)/.serving
 	$(BIN)/python -m app --host $(HOST) --port $(PORT)
 
 lint: install

@@ -107,6 +107,13 @@ class NotReady(ApiError):
         return {"Retry-After": "1"}
 
 
+class Unavailable(ApiError):
+    """503 for what this deployment cannot do at all, so no Retry-After."""
+
+    status = 503
+    title = "unavailable"
+
+
 class IntegrityError(ApiError):
     status = 500
     title = "integrity error"

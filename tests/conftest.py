@@ -102,10 +102,10 @@ def free_port() -> int:
 class Server:
     """uvicorn serving the app factory in a child process, on a free loopback port."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], python: str = sys.executable) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        cmd = [sys.executable, "-m", "app", "--host", "127.0.0.1", "--port", str(self.port)]
+        cmd = [python, "-m", "app", "--host", "127.0.0.1", "--port", str(self.port)]
         # A file, not a pipe: a full pipe would block the server's logging.
         self.log = tempfile.TemporaryFile("w+")
         self.proc = subprocess.Popen(

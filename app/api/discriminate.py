@@ -62,7 +62,12 @@ async def discriminate(
     labels: Annotated[str | None, Query(description="npy: comma-separated labels")] = None,
     resize: Annotated[bool, Query()] = False,
 ) -> DiscriminateResponse:
-    """Probability real and logit per image, from the model's discriminator."""
+    """Probability real and logit per image, from the model's discriminator.
+
+    For a conditional model the score is how real D finds an image given its label, not a
+    check of the label: D never saw real images with wrong labels, and scores them no lower.
+    One label applies to every image, or give one per image.
+    """
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     limits = decoding.DecodeLimits(
         settings.max_image_bytes, settings.max_pixels, settings.max_image_side

@@ -8,6 +8,7 @@ against ``training.config`` (the same schema the CLI parses), within the deploym
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any
 
 from pydantic import ValidationError
@@ -16,7 +17,7 @@ from app.jobs.datasets import DatasetStore
 from app.jobs.queue import JobQueue
 from app.jobs.store import Job, Progress, Promote
 from app.settings import Settings
-from core.errors import InvalidInput, NotFound, NotReady, TooManyRequests
+from core.errors import InvalidInput, NotFound, NotReady, TooManyRequests, Unavailable
 from core.repository import Repository
 from training.config import REMOTE, TrainConfig, load_config, preset_names, preset_path
 
@@ -29,6 +30,9 @@ class JobService:
         self.queue = queue
         self.repo = repo
         self.settings = settings
+        # `make serve` installs the serving set alone: no torch, so this process cannot train.
+        embedded = settings.queue_url is None and settings.embedded_worker
+        self.refuses_jobs = embedded and importlib.util.find_spec("torch") is None
 
     def submit(
         self,
@@ -40,6 +44,12 @@ class JobService:
         promote: Promote,
     ) -> Job:
         """Validate, record and queue a job; 4xx errors name the field at fault."""
+        if self.refuses_jobs:
+            raise Unavailable(
+                "this server runs jobs itself but has no training packages: install them"
+                " (make install, or pip install -e '.[train]') or give GAN_QUEUE_URL and run"
+                " workers (python -m app.jobs.worker) where they are"
+            )
         cfg = self.config(preset, overrides, dataset)
         if base_version is not None:
             self._check_base(model, base_version, cfg)

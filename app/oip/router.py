@@ -137,7 +137,8 @@ async def model_infer(
         body = await asyncio.to_thread(compression.decompress, *args)
     else:
         body = compression.decompress(*args)
-    parsed = tensors.parse_request(body, request.headers.get(HEADER_LENGTH))
+    length = request.headers.get(HEADER_LENGTH)
+    parsed = tensors.parse_request(body, length, settings.max_json_values)
     loaded = await pool.get(model.base, version)
     outputs = await infer(model, loaded, parsed.inputs, settings, metrics)
     unknown = set(parsed.outputs or ()) - set(outputs)

@@ -7,7 +7,7 @@ in JSON are a flat or nested list, row-major. Binary tensors are row-major and l
 A response mirrors it: an output asked for in binary (its ``binary_data`` parameter, else the
 request's ``binary_data_output``) carries ``binary_data_size`` and its bytes follow the header.
 
-    >>> request = parse_request(body, headers.get("inference-header-content-length"))
+    >>> request = parse_request(body, headers.get("inference-header-content-length"), 10**5)
     >>> request.inputs["z"].shape
     (4, 100)
     >>> body, header_length = encode_response("mnist-gan", 4, request, {"image": images})
@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from core.errors import BadRequest
+from core.errors import BadRequest, LimitExceeded
 
 # Numeric datatypes only: BYTES and BF16 have no use in a GAN's tensors.
 DATATYPES: dict[str, np.dtype[Any]] = {
@@ -91,8 +91,12 @@ def datatype(array: np.ndarray) -> str:
     return _NAMES[array.dtype.newbyteorder("<")]
 
 
-def parse_request(body: bytes, header_length: str | None) -> InferRequest:
-    """An inference request from its (decompressed) body; BadRequest says what is wrong."""
+def parse_request(body: bytes, header_length: str | None, max_values: int) -> InferRequest:
+    """An inference request from its (decompressed) body; BadRequest says what is wrong.
+
+    A JSON header of more than ``max_values`` values is refused before it is parsed, as the
+    middleware refuses JSON bodies (parsing holds the GIL, so every request, for its length).
+    """
     if header_length is None:
         header, rest = body, b""
     else:
@@ -102,6 +106,10 @@ def parse_request(body: bytes, header_length: str | None) -> InferRequest:
                 f"the body's {len(body)} bytes"
             )
         header, rest = body[: int(header_length)], body[int(header_length) :]
+    if header.count(b",") >= max_values:
+        raise LimitExceeded(
+            f"the JSON header holds over {max_values} values; send large tensors as binary data"
+        )
     try:
         request = _Request.model_validate_json(header)
     except ValidationError as e:

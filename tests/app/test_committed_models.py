@@ -3,6 +3,9 @@ from noise."""
 
 from __future__ import annotations
 
+import io
+import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -86,3 +89,52 @@ def test_discriminators_score_held_out_digits_above_noise(client: TestClient, na
 def test_committed_generators_serve(client: TestClient, name: str) -> None:
     r = client.post("/v1/sample", json={"model": name, "seed": 0, "n": 4, "format": "npy"})
     assert r.status_code == 200 and r.headers["x-model"] == name
+
+
+def test_the_readme_says_what_the_conditional_score_is_not(client: TestClient) -> None:
+    """The README's figure: how often D scores a real digit's right label above a wrong one."""
+    _, held_out = load_dataset("builtin:mnist").split(0.1, 0)
+    digits = held_out.images[:256].transpose(0, 2, 3, 1)  # one request's worth
+    right = held_out.labels[:256].astype(np.int64)
+    wrong = (right + 1 + np.random.default_rng(0).integers(0, 9, len(right))) % 10
+
+    def logits(labels: np.ndarray) -> np.ndarray:
+        r = client.post(
+            "/v1/discriminate",
+            params={"model": "mnist-cdcgan", "labels": ",".join(map(str, labels.tolist()))},
+            content=imaging.encode_npy(digits),
+            headers={"content-type": "application/x-npy"},
+        )
+        assert r.status_code == 200, r.text
+        return np.array([s["logit"] for s in r.json()["results"]])
+
+    share = float(np.mean(logits(right) > logits(wrong)))
+    readme = (ROOT / "README.md").read_text()
+    assert f"label above a wrong one for only {round(share * 100)}% of them" in readme, share
+
+
+def test_the_readmes_seed_snippet_reproduces_the_served_images(client: TestClient) -> None:
+    """The README's numpy + ONNX Runtime snippet, run as written, gives /v1/sample's npy."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Reproducing an image from its seed", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    scope: dict[str, object] = {}
+    cwd = Path.cwd()
+    try:
+        os.chdir(ROOT)  # the snippet opens models/... relative to the repository
+        exec(code, scope)
+    finally:
+        os.chdir(cwd)
+    r = client.post(
+        "/v1/sample", json={"model": "mnist-cdcgan", "seeds": [7, 8, 9], "format": "npy"}
+    )
+    served = np.load(io.BytesIO(r.content))
+    assert np.array_equal(scope["img"], served)
+
+
+def test_the_readmes_sample_response_names_the_served_version(client: TestClient) -> None:
+    readme = (ROOT / "README.md").read_text()
+    shown = re.search(r'\{"model":"mnist-gan","version":(\d+),', readme)
+    assert shown is not None
+    r = client.post("/v1/sample", json={"model": "mnist-gan", "seed": 7, "n": 2, "format": "json"})
+    assert r.json()["version"] == int(shown.group(1))

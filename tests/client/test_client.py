@@ -34,7 +34,7 @@ from gan_client import (
 from gan_client.calls import TERMINAL_STATES, Retry
 
 from app.jobs.store import TERMINAL
-from core import imaging
+from core import imaging, latent
 from tests.app.helpers import npy
 
 
@@ -48,7 +48,10 @@ def test_sample_equals_a_direct_npy_call(models_dir: Path, start_server) -> None
         images, labels = gan.sample(5, seed=11, labels=np.array([0, 3, 3, 9, 1]), model="tiny-cgan")
         plain, none = gan.sample(2, seed=4, model="tiny-gan", version="production")
         defaults, default_labels = gan.sample(3, seed=20, model="tiny-cgan")
+        z = latent.latents([11, 12, 13, 14, 15], 8, "normal", None)  # the seeds' own latents
+        chosen, _ = gan.sample(labels=[0, 3, 3, 9, 1], model="tiny-cgan", latents=z)
         manifest = gan.resolve("tiny-cgan")
+    np.testing.assert_array_equal(chosen, npy(direct))
     np.testing.assert_array_equal(images, npy(direct))
     assert images.dtype == np.uint8 and images.shape == (5, 28, 28, 1)
     assert labels is not None and labels.tolist() == [0, 3, 3, 9, 1]

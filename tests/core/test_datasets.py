@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.datasets import Dataset, DatasetError, load_dataset
+from core.datasets import Dataset, DatasetError, DatasetTooLarge, load_dataset
+from tests.core.test_npy import forged
 
 
 @pytest.fixture(scope="module")
@@ -194,6 +195,38 @@ def _write_folder(root: Path, classes: dict[str, int], size: tuple[int, int] = (
         for i in range(count):
             pixels = rng.integers(0, 256, (size[1], size[0]), dtype=np.uint8)
             Image.fromarray(pixels).save(root / cls / f"{i}.png")
+
+
+def test_npz_members_are_weighed_on_their_headers_before_reading(tmp_path: Path) -> None:
+    images, labels = _digits(n=12, side=6)  # 432 pixel values
+    path = tmp_path / "d.npz"
+    np.savez(path, images=images, labels=labels)
+    assert len(load_dataset(str(path), max_pixels=432).labels) == 12
+    with pytest.raises(DatasetTooLarge, match="432 pixel values; the limit is 431"):
+        load_dataset(str(path), max_pixels=431)
+
+
+def test_an_npz_member_declaring_more_than_it_holds_is_refused_unallocated(
+    tmp_path: Path,
+) -> None:
+    import zipfile
+
+    header = {"descr": "|u1", "fortran_order": False, "shape": (10**9, 28, 28)}  # 784 GB
+    path = tmp_path / "d.npz"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("images.npy", forged(header, b"\x00" * 100))
+        zf.writestr("labels.npy", forged({**header, "shape": (2,)}, b"\x00" * 2))
+    with pytest.raises(DatasetError, match="declares .* but holds"):
+        load_dataset(str(path))
+
+
+def test_image_folder_is_bounded_by_its_total_decoded_pixels(tmp_path: Path) -> None:
+    for i in range(3):
+        (tmp_path / "a").mkdir(exist_ok=True)
+        Image.new("RGB", (10, 10)).save(tmp_path / "a" / f"{i}.png")  # 300 values each
+    assert len(load_dataset(str(tmp_path), max_pixels=900).labels) == 3
+    with pytest.raises(DatasetTooLarge, match="over 899 pixel values"):
+        load_dataset(str(tmp_path), max_pixels=899)
 
 
 def test_image_folder_gives_one_class_per_sub_folder(tmp_path: Path) -> None:

@@ -19,3 +19,23 @@ def test_admin_routes_need_the_key(models_dir: Path) -> None:
         problem(c.put(url, json=body, headers={"Authorization": "Bearer wrong"}), 401)
         ok = c.put(url, json=body, headers={"Authorization": "Bearer s3cret"})
         assert ok.status_code == 200
+
+
+def test_admin_routes_declare_the_bearer_scheme(client: TestClient) -> None:
+    """So that /docs shows the admin routes' padlock and an Authorize button."""
+    doc = client.get("/openapi.json").json()
+    assert doc["components"]["securitySchemes"]["GAN_API_KEY"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "the admin key",
+    }
+    operations = [
+        (path, method, op) for path, ops in doc["paths"].items() for method, op in ops.items()
+    ]
+    secured = {(path, method) for path, method, op in operations if op.get("security")}
+    assert ("/v1/models/{name}/aliases/{alias}", "put") in secured
+    assert ("/v1/jobs", "post") in secured and ("/v1/datasets", "post") in secured
+    assert ("/v1/sample", "post") not in secured and ("/v1/jobs", "get") not in secured
+    assert all(
+        op["security"] == [{"GAN_API_KEY": []}] for _, _, op in operations if op.get("security")
+    )

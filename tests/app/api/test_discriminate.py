@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 
 from core import imaging
 from tests.app.helpers import npy, problem
+from tests.core.test_npy import forged
 
 
 def test_discriminate_multipart_json_and_npy_agree(client: TestClient) -> None:
@@ -117,3 +118,31 @@ def test_one_label_applies_to_every_image_in_every_form(client: TestClient) -> N
         },
     )
     assert "give one" in problem(two, 422)["detail"]
+
+
+@pytest.mark.parametrize(
+    ("descr", "shape"),
+    [
+        ("|u1", (0, 10**30)),  # reached numpy, which raised OverflowError: a 500
+        ("|u1", (2**40, 2**40, 0)),  # numpy's "cannot reshape": a 500
+        ("|u1", (10**7, 10**7, 28, 1)),  # 10**15 bytes declared, none sent
+        ("|u1", (1,) * 40),
+        ("<U4", (1, 28, 28, 1)),
+        ("|O", (1, 28, 28, 1)),
+    ],
+)
+def test_npy_bodies_declaring_absurd_shapes_are_refused_before_numpy(
+    client: TestClient, descr: str, shape: tuple[int, ...]
+) -> None:
+    header = {"descr": descr, "fortran_order": False, "shape": shape}
+    r = client.post(
+        "/v1/discriminate",
+        params={"model": "tiny-gan"},
+        content=forged(header, b"\x00" * 16),
+        headers={"content-type": "application/x-npy"},
+    )
+    problem(r, 422)
+    assert "npy" in r.json()["detail"]
+    assert client.get("/healthz").json() == {"status": "ok"}
+    fine = client.post("/v1/sample", json={"model": "tiny-gan", "seed": 1, "format": "npy"})
+    assert npy(fine).shape == (1, 28, 28, 1)

@@ -136,3 +136,58 @@ def test_sample_bad_input(client: TestClient, body: dict, status: int, field: st
     got = problem(client.post("/v1/sample", json=body), status)
     if field is not None:
         assert got["field"] == field
+
+
+def test_latents_give_the_images_of_those_vectors(client: TestClient) -> None:
+    """The latents a seed names, given as vectors, draw the images the seeds draw."""
+    seeds = [40, 41, 7]
+    z = latent.latents(seeds, 8, "normal", None)  # tiny-cgan: latent dim 8, normal prior
+    body = {"model": "tiny-cgan", "labels": [s % 10 for s in seeds], "format": "npy"}
+    by_seed = npy(client.post("/v1/sample", json={**body, "seeds": seeds}))
+    by_latent = client.post("/v1/sample", json={**body, "latents": z.tolist()})
+    np.testing.assert_array_equal(npy(by_latent), by_seed)
+    assert by_latent.headers["x-count"] == "3" and "x-seed" not in by_latent.headers
+    answer = client.post(
+        "/v1/sample",
+        json={
+            "model": "tiny-gan",
+            "latents": [[0.5] * 8],
+            "format": "json",
+            "return_latents": True,
+        },
+    )
+    item = answer.json()["images"][0]
+    assert item["seed"] is None and item["latent"] == [0.5] * 8
+    zipped = client.post(
+        "/v1/sample", json={"model": "tiny-gan", "latents": [[0.0] * 8] * 2, "format": "zip"}
+    )
+    names = zipfile.ZipFile(io.BytesIO(zipped.content)).namelist()
+    assert sorted(names) == ["00000.png", "00001.png", "manifest.json"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        ({"model": "tiny-gan", "latents": [[0.0] * 7]}, 422, "latents"),
+        ({"model": "tiny-gan", "latents": [[0.0] * 8, [0.0] * 9]}, 422, "latents"),
+        ({"model": "tiny-gan", "latents": [[1e39] + [0.0] * 7]}, 422, "latents"),
+        ({"model": "tiny-gan", "latents": []}, 422, None),
+        ({"model": "tiny-gan", "latents": [[0.0] * 8], "seed": 1}, 422, None),
+        ({"model": "tiny-gan", "latents": [[0.0] * 8], "n": 2}, 422, None),
+        ({"model": "tiny-gan", "latents": [[0.0] * 8], "truncation": 0.5}, 422, None),
+        ({"model": "tiny-gan", "latents": [[0.0] * 8] * 1025}, 413, "n"),
+        ({"model": "tiny-cgan", "latents": [[0.0] * 8]}, 422, "labels"),
+        ({"model": "tiny-cgan", "latents": [[0.0] * 8], "labels": [1, 2]}, 422, "labels"),
+    ],
+)
+def test_latents_bad_input(client: TestClient, body: dict, status: int, field: str | None) -> None:
+    got = problem(client.post("/v1/sample", json=body), status)
+    if field is not None:
+        assert got["field"] == field
+
+
+def test_latents_with_nan_are_refused(client: TestClient) -> None:
+    body = b'{"model": "tiny-gan", "latents": [[NaN, 0, 0, 0, 0, 0, 0, 0]]}'
+    headers = {"content-type": "application/json"}
+    got = problem(client.post("/v1/sample", content=body, headers=headers), 422)
+    assert got["field"] in ("latents", "latents.0.0")

@@ -7,8 +7,10 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from tests.conftest import app_settings
+from tests.core.test_npy import forged
 
 
 def _zip(entries: dict[str, bytes], symlink: str | None = None) -> bytes:
@@ -68,3 +70,84 @@ def test_dataset_uploads(models_dir: Path, tmp_path: Path) -> None:
         assert not (tmp_path / "evil").exists()
         job = c.post("/v1/jobs", json={"model": "pets", "dataset": meta["id"]})
         assert job.status_code == 202, job.text
+
+
+def _npz(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def _npy(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, arr)
+    return buf.getvalue()
+
+
+LABELS = _npy(np.array([0, 1, 0, 1]))
+
+
+def _images(descr: str, shape: tuple[int, ...], data: bytes = b"\x00" * 64) -> bytes:
+    return forged({"descr": descr, "fortran_order": False, "shape": shape}, data)
+
+
+HOSTILE_NPZ = {
+    # A 100-byte member that declares 784 GB of images: numpy allocated first, then read.
+    "terabyte": (_images("|u1", (10**9, 28, 28)), 422, "declares"),
+    "overflow": (_images("|u1", (0, 10**30)), 422, "absurd"),
+    "objects": (_images("|O", (4, 28, 28)), 422, "Python objects"),
+    "strings": (_images("<U9", (4, 28, 28)), 422, "plain numbers"),
+    # Honest headers, zeros that deflate 1000:1: 4 MB of pixels from a few kB of upload.
+    "amplified": (_npy(np.zeros((4, 1024, 1024), np.uint8)), 413, "pixel values"),
+}
+
+
+@pytest.mark.parametrize(("images", "status", "words"), HOSTILE_NPZ.values(), ids=HOSTILE_NPZ)
+def test_npz_uploads_are_checked_on_their_headers(
+    models_dir: Path, tmp_path: Path, images: bytes, status: int, words: str
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+
+    settings = app_settings(
+        models_dir,
+        data_dir=tmp_path / "data",
+        max_dataset_pixels=1_000_000,
+        max_dataset_bytes=2_000_000,  # unpacked: 8 MB, so the pixel bound is what refuses
+    )
+    upload = _npz({"images.npy": images, "labels.npy": LABELS})
+    assert len(upload) < 20_000
+    with TestClient(create_app(settings)) as c:
+        r = c.post("/v1/datasets", files={"file": ("d.npz", upload)})
+        assert r.status_code == status, r.text
+        assert r.headers["content-type"] == "application/problem+json"
+        assert words in r.json()["detail"] and "/" not in r.json()["detail"]
+        assert c.get("/v1/datasets").json() == []
+        assert c.get("/healthz").json() == {"status": "ok"}
+
+
+def test_a_zip_of_small_compressed_images_is_bounded_by_decoded_pixels(
+    models_dir: Path, tmp_path: Path
+) -> None:
+    """Each PNG is 256x256 of one colour: a few hundred bytes that decode to 64 kB."""
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+    from core.imaging import encode_png
+
+    flat = encode_png(np.zeros((256, 256, 1), np.uint8))
+    assert len(flat) < 1000
+    many = _zip({f"{c}/{i}.png": flat for c in ("a", "b") for i in range(40)})  # 5.2 MB decoded
+    settings = app_settings(models_dir, data_dir=tmp_path / "data", max_dataset_pixels=2**20)
+    with TestClient(create_app(settings)) as c:
+        r = c.post("/v1/datasets", files={"file": ("many.zip", many)})
+        assert r.status_code == 413, r.text
+        assert r.headers["content-type"] == "application/problem+json"
+        assert "1048576 pixel values" in r.json()["detail"]
+        assert not list((tmp_path / "data" / "datasets").iterdir())  # no leftovers
+        few = _zip({f"{c}/{i}.png": flat for c in ("a", "b") for i in range(4)})  # 512 kB
+        assert c.post("/v1/datasets", files={"file": ("few.zip", few)}).status_code == 201
+        assert c.get("/healthz").json() == {"status": "ok"}

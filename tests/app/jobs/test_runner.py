@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -52,3 +53,38 @@ def test_cancel_a_queued_and_a_running_job(models_dir: Path, start_server) -> No
     done = wait_state(server.url, running["id"], {"cancelled", "failed", "succeeded"}, 60)
     assert done["state"] == "cancelled" and done["published_version"] is None
     assert Repository(models_dir).versions("tiny-cgan") == [1]
+
+
+def test_a_cancel_right_after_the_start_ends_cancelled(models_dir: Path, start_server) -> None:  # type: ignore[no-untyped-def]
+    """The child is still importing torch, its SIGTERM handler not yet installed: it dies of
+    the signal (-15) instead of exiting 3, and was stopped all the same."""
+    server = start_server(GAN_MODELS_DIR=str(models_dir))
+    job = submit(server.url, overrides={**TINY_JOB, "max_steps": 100_000})
+    deadline = time.monotonic() + 60
+    while (record := httpx.get(f"{server.url}/v1/jobs/{job['id']}").json())["state"] == "queued":
+        assert time.monotonic() < deadline, record
+        time.sleep(0.01)
+    assert record["state"] == "running" and record["progress"]["step"] == 0, record
+    assert httpx.delete(f"{server.url}/v1/jobs/{job['id']}").status_code == 200
+    done = wait_state(server.url, job["id"], {"cancelled", "failed", "succeeded"}, 60)
+    assert done["state"] == "cancelled", done
+    assert done["error"] is None and done["published_version"] is None
+    assert Repository(models_dir).versions("tiny-cgan") == [1]
+    assert httpx.get(f"{server.url}/healthz").json() == {"status": "ok"}
+
+
+def test_a_job_log_holds_its_own_lines_not_library_warnings(
+    models_dir: Path,
+    start_server,  # type: ignore[no-untyped-def]
+) -> None:
+    server = start_server(GAN_MODELS_DIR=str(models_dir))
+    job = submit(server.url, promote="never", overrides={**TINY_JOB, "max_steps": 2})
+    done = wait_state(server.url, job["id"], {"succeeded", "failed"})
+    assert done["state"] == "succeeded", done
+    log = httpx.get(f"{server.url}/v1/jobs/{job['id']}/log").text
+    lines = log.splitlines()
+    assert any('"event": "completed"' in line for line in lines), log
+    own = re.compile(r"^(INFO|WARNING|ERROR) (training|core)[.:]")
+    others = [line for line in lines if not line.startswith("{") and not own.match(line)]
+    assert others == [], others  # torchvision, FutureWarning, the exporter's UserWarning
+    assert any(own.match(line) and "published tiny-cgan" in line for line in lines), log

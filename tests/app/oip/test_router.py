@@ -125,7 +125,9 @@ def test_nan_and_bad_outputs_are_400(app: TestClient) -> None:
     z = np.zeros((1, 8), dtype=np.float32)
     z[0, 3] = np.inf
     body, headers = binary({"z": z})
-    assert "infinity" in error(app.post("/v2/models/tiny-gan/infer", content=body, headers=headers), 400)
+    assert "infinity" in error(
+        app.post("/v2/models/tiny-gan/infer", content=body, headers=headers), 400
+    )
     seed = {"inputs": [{"name": "seed", "shape": [1], "datatype": "INT64", "data": [1]}]}
     for outputs, message in (
         ([{"name": "logit"}], "no output 'logit'"),
@@ -152,7 +154,9 @@ def test_header_lengths_that_lie_are_400(app: TestClient) -> None:
     plain["inputs"][0]["parameters"]["binary_data_size"] = 15
     header = json.dumps(plain).encode()
     short = {"Inference-Header-Content-Length": str(len(header))}
-    assert "is 16 bytes" in error(app.post(SEEDED, content=header + body[length:], headers=short), 400)
+    assert "is 16 bytes" in error(
+        app.post(SEEDED, content=header + body[length:], headers=short), 400
+    )
 
 
 def test_bodies_that_are_not_requests_are_400(app: TestClient) -> None:
