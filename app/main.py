@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
 from app import docs, logs
-from app.api import datasets, discriminate, health, interpolate, jobs, models, sample
+from app.api import datasets, discriminate, health, interpolate, jobs, models, project, sample
 from app.api.schemas import ERRORS, PROBLEM
 from app.jobs.queue import JobQueue
 from app.jobs.service import JobService
@@ -34,6 +34,7 @@ from app.metrics import JobsCollector, Metrics
 from app.middleware import ProblemCORSMiddleware, RequestContext
 from app.oip import router as oip
 from app.serving.pool import ModelPool
+from app.serving.projection import Projector
 from app.settings import Settings
 from core.errors import ApiError
 from core.repository import Repository
@@ -59,6 +60,7 @@ class State(TypedDict):
     pool: ModelPool
     jobs: JobService
     lanes: Lanes
+    projector: Projector
 
 
 async def _reap_forever(queue: JobQueue, every_s: float = 5.0) -> None:
@@ -121,6 +123,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "pool": pool,
                 "jobs": JobService(queue, repo, settings),
                 "lanes": lanes,
+                "projector": Projector(settings),
             }
         finally:
             reaper.cancel()
@@ -143,7 +146,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     # Flat, not include_router: since FastAPI 0.137 an included router stays a node that every
     # request is routed through again, about a fifth of a small /v1/sample's time (README).
-    for module in (sample, discriminate, interpolate, models, jobs, datasets, health, oip):
+    for module in (sample, discriminate, project, interpolate, models, jobs, datasets, health, oip):
         app.router.routes.extend(module.router.routes)
     docs.install(app)
     _mount_playground(app)

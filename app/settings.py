@@ -112,7 +112,7 @@ class Settings(BaseSettings):
     max_project_steps: int = Field(500, ge=1, description="search steps per /v1/project")
     max_project_restarts: int = Field(10, ge=1, description="starts per image in /v1/project")
     project_bank_size: int = Field(
-        8192, ge=16, le=65536, description="latents generated once per version for the starts"
+        4096, ge=16, le=65536, description="latents generated once per version for the starts"
     )
     project_banks: int = Field(8, ge=1, description="versions whose bank stays cached")
     features_classifier: Path | None = Field(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import tokenize
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import IO
 
@@ -91,10 +92,10 @@ def read_data(fp: IO[bytes], header: NpyHeader) -> np.ndarray:
             raise NpyError(f"npy data is truncated: {got} of {len(buf)} bytes")
         view[got : got + len(chunk)] = chunk
         got += len(chunk)
-    order = "F" if header.fortran_order else "C"
-    return np.frombuffer(buf, dtype=header.dtype).reshape(header.shape, order=order)
+    flat = np.frombuffer(buf, dtype=header.dtype)
+    return flat.reshape(header.shape, order="F" if header.fortran_order else "C")
 
 
-def _shown(dims: list[object]) -> str:
+def _shown(dims: Sequence[object]) -> str:
     text = str(dims)
     return text if len(text) <= 80 else text[:80] + "...]"

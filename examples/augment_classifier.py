@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     train, held_out = load_dataset("builtin:mnist").split(0.1, 0)
     x_real, y_real = few_per_class(train, REAL_PER_CLASS, seed=0)
     x_test, y_test = to_tensors(held_out.images, held_out.labels)
-    x_syn, y_syn = synthetic(args.url, args.model, args.synthetic, args.seed)
+    x_syn, y_syn = synthetic(args.url, args.model, args.version, args.synthetic, args.seed)
     steps = args.epochs * math.ceil((len(y_real) + len(y_syn)) / BATCH)
 
     real_only = fit(x_real, y_real, steps)
@@ -59,6 +59,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--url", default=os.environ.get("GAN_URL", "http://127.0.0.1:8000"))
     p.add_argument("--model", default="mnist-cdcgan", help="a conditional model of the digits")
+    p.add_argument("--version", default=None, help="a version or alias (default: production)")
     p.add_argument("--synthetic", type=int, default=5000, help="synthetic digits to add")
     p.add_argument("--epochs", type=int, default=10, help="passes over real + synthetic")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic stream")
@@ -82,12 +83,16 @@ def to_tensors(images: np.ndarray, labels: np.ndarray) -> tuple[Tensor, Tensor]:
     return torch.from_numpy(images).float() / 255, torch.from_numpy(labels).long()
 
 
-def synthetic(url: str, model: str, n: int, seed: int) -> tuple[Tensor, Tensor]:
+def synthetic(
+    url: str, model: str, version: str | None, n: int, seed: int
+) -> tuple[Tensor, Tensor]:
     if n == 0:
         return torch.empty(0, 1, 28, 28), torch.empty(0, dtype=torch.long)
     batch = min(n, 500)
     batches = math.ceil(n / batch)
-    stream = GanDataset(url, model=model, batch_size=batch, num_batches=batches, seed=seed)
+    stream = GanDataset(
+        url, model=model, version=version, batch_size=batch, num_batches=batches, seed=seed
+    )
     if stream.image_shape != (1, 28, 28) or stream.num_classes != 10:
         raise SystemExit(f"{model} does not draw 28x28 digits of 10 classes")
     images, labels = zip(*stream, strict=True)  # labels cycle through the classes: balanced

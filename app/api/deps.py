@@ -18,6 +18,7 @@ from app.jobs.store import JobStore
 from app.lanes import Lanes
 from app.metrics import Metrics
 from app.serving.pool import ModelPool
+from app.serving.projection import Projector
 from app.settings import Settings
 from core import identifiers
 from core.errors import Unauthorized, UnsupportedMediaType
@@ -49,6 +50,11 @@ async def get_lanes(request: Request) -> Lanes:
     return lanes
 
 
+async def get_projector(request: Request) -> Projector:
+    projector: Projector = request.state.projector
+    return projector
+
+
 async def get_jobs(request: Request) -> JobService:
     jobs: JobService = request.state.jobs
     return jobs
@@ -68,6 +74,7 @@ STATE: dict[Callable[..., Any], str] = {
     get_repo: "repo",
     get_jobs: "jobs",
     get_lanes: "lanes",
+    get_projector: "projector",
 }
 
 
@@ -81,6 +88,7 @@ PoolDep = Annotated[ModelPool, Depends(get_pool)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 RepoDep = Annotated[Repository, Depends(get_repo)]
 LanesDep = Annotated[Lanes, Depends(get_lanes)]
+ProjectorDep = Annotated[Projector, Depends(get_projector)]
 JobServiceDep = Annotated[JobService, Depends(get_jobs)]
 JobStoreDep = Annotated[JobStore, Depends(get_job_store)]
 JobId = Annotated[str, Depends(get_job_id)]

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Annotated
+from dataclasses import dataclass
+from typing import Annotated, Generic, TypeVar
 
 import numpy as np
 from fastapi import APIRouter, Query, Request, Response
@@ -14,10 +15,10 @@ from starlette.formparsers import MultiPartException
 
 from app.api.deps import LanesDep, MetricsDep, PoolDep, SettingsDep
 from app.api.responses import model_headers
-from app.api.schemas import ERRORS, DiscriminateJson, DiscriminateResponse, Score
+from app.api.schemas import ERRORS, DiscriminateJson, DiscriminateResponse, ImagesJson, Score
 from app.lanes import Lanes
 from app.serving import generation
-from app.serving.pool import LoadedModel
+from app.serving.pool import LoadedModel, ModelPool
 from app.settings import Settings
 from core import decoding
 from core.errors import BadRequest, InvalidInput, LimitExceeded, UnsupportedMediaType
@@ -68,33 +69,74 @@ async def discriminate(
     check of the label: D never saw real images with wrong labels, and scores them no lower.
     One label applies to every image, or give one per image.
     """
+    query = {"model": model, "version": version, "labels": labels, "resize": str(resize)}
+    upload = await read_images(request, pool, settings, lanes, DiscriminateJson, query)
+    body = upload.body
+    if body is not None:
+        labels = None if body.labels is None else ",".join(map(str, _listed(body.labels)))
+    else:
+        labels = upload.fields.get("labels")
+    loaded, images = upload.model, upload.images
+    logits = await generation.discriminate(loaded, images, _labels(labels))
+    response.headers.update(model_headers(loaded))
+    metrics.images_scored.labels(loaded.name, str(loaded.version)).inc(len(images))
+    return DiscriminateResponse(
+        model=loaded.name,
+        version=loaded.version,
+        results=[Score(probability_real=_sigmoid(x), logit=float(x)) for x in logits.tolist()],
+    )
+
+
+Body = TypeVar("Body", bound=ImagesJson)
+
+
+@dataclass(frozen=True)
+class Upload(Generic[Body]):
+    """Images as the image endpoints take them, decoded to the model's shape, and the fields
+    sent beside them: the JSON body, or (multipart, npy) the form's text over the query's."""
+
+    model: LoadedModel
+    images: np.ndarray  # uint8 [N, H, W, C]
+    body: Body | None  # application/json
+    fields: dict[str, str]  # multipart and npy
+
+
+async def read_images(
+    request: Request,
+    pool: ModelPool,
+    settings: Settings,
+    lanes: Lanes,
+    json_type: type[Body],
+    query: dict[str, str | None],
+) -> Upload[Body]:
+    """Multipart, base64 JSON or npy images for the model (and version) the request names,
+    within the upload, image, pixel and count limits; /v1/discriminate and /v1/project."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     limits = decoding.DecodeLimits(
         settings.max_image_bytes, settings.max_pixels, settings.max_image_side
     )
+    fields = {k: v for k, v in query.items() if v is not None}
+    body = None
     if ctype == "multipart/form-data":
         form = await _form(request, settings)
         try:
-            model = _text(form.get("model")) or model
-            version = _text(form.get("version")) or version
-            labels = _text(form.get("labels")) or labels
-            resize = _flag(_text(form.get("resize")), resize)
+            fields |= {k: v for k, v in form.multi_items() if isinstance(v, str) and v}
             files = [f for f in form.getlist("images") if isinstance(f, UploadFile)]
             if not files:
                 raise InvalidInput("attach one or more files in the 'images' field", field="images")
             blobs = [await f.read() for f in files]
         finally:
             await form.close()
-        loaded = await pool.get(model, version)
+        loaded = await pool.get(fields.get("model"), fields.get("version"))
+        resize = _flag(fields.get("resize"), False)
         images = await _decode_all(lanes, loaded, blobs, limits, resize, base64=False)
     elif ctype == "application/json":
-        body = _json_body(await request.body())
+        body = _json_body(await request.body(), json_type)
         loaded = await pool.get(body.model, body.version)
-        labels = None if body.labels is None else ",".join(map(str, _listed(body.labels)))
         _count(len(body.images), settings)
         images = await _decode_all(lanes, loaded, body.images, limits, body.resize, base64=True)
     elif ctype in ("application/x-npy", "application/octet-stream"):
-        loaded = await pool.get(model, version)
+        loaded = await pool.get(fields.get("model"), fields.get("version"))
         raw = decoding.decode_npy(await request.body(), settings.max_upload_bytes)
         images = generation.check_image_shape(loaded.manifest, raw)
         _count(len(images), settings)
@@ -103,15 +145,7 @@ async def discriminate(
             f"content type {ctype or '(none)'!r}: send multipart/form-data, application/json "
             "or application/x-npy"
         )
-    parsed = _labels(labels)
-    logits = await generation.discriminate(loaded, images, parsed)
-    response.headers.update(model_headers(loaded))
-    metrics.images_scored.labels(loaded.name, str(loaded.version)).inc(len(images))
-    return DiscriminateResponse(
-        model=loaded.name,
-        version=loaded.version,
-        results=[Score(probability_real=_sigmoid(x), logit=float(x)) for x in logits.tolist()],
-    )
+    return Upload(loaded, images, body, fields)
 
 
 async def _form(request: Request, settings: Settings) -> FormData:
@@ -131,9 +165,9 @@ async def _form(request: Request, settings: Settings) -> FormData:
         raise BadRequest(f"malformed multipart body: {message}") from e
 
 
-def _json_body(raw: bytes) -> DiscriminateJson:
+def _json_body(raw: bytes, json_type: type[Body]) -> Body:
     try:
-        return DiscriminateJson.model_validate_json(raw)
+        return json_type.model_validate_json(raw)
     except ValidationError as e:
         first = e.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or None
@@ -181,10 +215,6 @@ def _labels(text: str | None) -> list[int] | None:
 
 def _listed(labels: int | list[int]) -> list[int]:
     return [labels] if isinstance(labels, int) else labels
-
-
-def _text(value: object) -> str | None:
-    return value if isinstance(value, str) else None
 
 
 def _flag(value: str | None, default: bool) -> bool:

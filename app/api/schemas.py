@@ -152,14 +152,19 @@ class InterpolateResponse(BaseModel):
     frames: list[Frame]
 
 
-class DiscriminateJson(_Body):
+class ImagesJson(_Body):
+    """What every endpoint that takes images reads from a JSON body (app/api/discriminate.py)."""
+
     model: ModelName | None = None
     version: VersionRef = None
     images: list[str] = Field(min_length=1, description="base64 PNG/JPEG/WebP or data: URLs")
+    resize: bool = False
+
+
+class DiscriminateJson(ImagesJson):
     labels: int | list[int] | None = Field(
         None, description="conditional models: one label for all images, or one per image"
     )
-    resize: bool = False
 
 
 class Score(BaseModel):
@@ -217,3 +222,45 @@ class Preset(BaseModel):
 class JobList(BaseModel):
     jobs: list[Job]
     total: int
+
+
+class ProjectOptions(_Body):
+    """The search /v1/project runs: JSON fields, or multipart form fields and npy query
+    parameters (labels comma-separated there)."""
+
+    labels: int | list[int] | None = Field(
+        None,
+        description="conditional models: each image's label (one for all, or one per image); "
+        "default: searched, over the best `restarts` labels",
+    )
+    steps: int = Field(60, ge=1, description="search steps (at most GAN_MAX_PROJECT_STEPS)")
+    restarts: int = Field(
+        2, ge=1, description="starts refined per image (at most GAN_MAX_PROJECT_RESTARTS)"
+    )
+    distance: Literal["pixel", "features"] = Field(
+        "pixel",
+        description="pixel: mean squared difference of pixels in [0, 1]; features: of the "
+        "project's classifier's features (models of 28x28 digits evaluated under it)",
+    )
+    seed: Seed = Field(
+        0, description="the search's random draws: the same request, the same answer"
+    )
+
+
+class ProjectJson(ImagesJson, ProjectOptions):
+    pass
+
+
+class Projected(BaseModel):
+    latent: list[float] = Field(description="float32 z: /v1/sample latents, /v1/interpolate")
+    label: int | None
+    png: str = Field(description="base64 PNG of the reconstruction, G(latent[, label])")
+    distance: float = Field(description="between the image and its reconstruction")
+    steps: int = Field(description="search steps taken (fewer than asked near the timeout)")
+
+
+class ProjectResponse(BaseModel):
+    model: str
+    version: int
+    distance: str
+    results: list[Projected]

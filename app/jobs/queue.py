@@ -25,7 +25,7 @@ from huey.api import Huey
 from huey.consumer import Consumer
 
 from app.jobs.runner import run_job
-from app.jobs.store import Job, JobStore
+from app.jobs.store import Job, open_store
 from app.settings import Settings
 from core.errors import NotReady
 
@@ -57,7 +57,7 @@ class _EmbeddedConsumer(Consumer):
 class JobQueue:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.store = JobStore(settings.data_dir)
+        self.store = open_store(settings)
         self.huey = _huey(settings)
         self.shutdown = threading.Event()  # set: running jobs checkpoint and requeue
         self._task = self.huey.task(name="run_job", retries=0)(self._run)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from app.jobs.promotion import promote, published_metrics
-from app.jobs.store import Job, JobFolder, JobStore, Progress
+from app.jobs.store import Job, JobFolder, JobStore, Progress, open_store
 from app.settings import Settings
 from core.errors import NotReady
 from training import events
@@ -37,7 +37,7 @@ POLL_S = 0.25
 def run_job(
     settings: Settings, job_id: str, shutdown: threading.Event, requeue: Callable[[str], object]
 ) -> None:
-    store = JobStore(settings.data_dir)
+    store = open_store(settings)
     worker = f"{socket.gethostname()}:{os.getpid()}"
     now = time.time()
     job = store.transition(
@@ -55,9 +55,10 @@ def run_job(
         store.patch(job_id, state="cancelled", finished=time.time())
         return
     folder = store.folder(job_id)
+    config = store.config_file(job_id)  # records in Redis: written here for the child
     with open(folder.log, "ab") as log_file:
         proc = subprocess.Popen(
-            _command(settings, job, folder),
+            _command(settings, job, folder, config),
             stdout=subprocess.PIPE,
             stderr=log_file,
             cwd=Path(__file__).resolve().parents[2],
@@ -69,7 +70,10 @@ def run_job(
         stopping = False
         while proc.poll() is None:
             time.sleep(POLL_S)
-            current = store.patch(job_id, heartbeat=time.time())
+            try:
+                current = store.patch(job_id, heartbeat=time.time())
+            except NotReady:  # Redis restarting: training goes on, beats resume with it
+                continue
             if not stopping and (current.cancel_requested or shutdown.is_set()):
                 proc.send_signal(signal.SIGTERM)  # the child checkpoints and exits 3
                 stopping = True
@@ -80,10 +84,10 @@ def run_job(
     _finish(settings, store, job_id, proc.returncode, stopped, requeue)
 
 
-def _command(settings: Settings, job: Job, folder: JobFolder) -> list[str]:
+def _command(settings: Settings, job: Job, folder: JobFolder, config: Path) -> list[str]:
     cmd = [
         sys.executable, "-m", "training", "train",
-        "--config", str(folder.config),
+        "--config", str(config),
         "--name", job.model,
         "--run-dir", str(folder.run.root),
         "--out", str(settings.published_models),
@@ -115,13 +119,27 @@ def _read_events(
             if time.monotonic() - last_progress < 0.5:
                 continue  # the record is for humans; stats.jsonl has every event
             last_progress = time.monotonic()
-        if kind in events.PROGRESS_EVENTS:
-            fields = {k: v for k, v in event.items() if k in Progress.model_fields}
-            store.update(job_id, functools.partial(_with_progress, fields=fields))
-        elif kind == EventType.EVALUATION:
-            store.patch(job_id, metrics=event.get("metrics", {}))
-        elif kind == EventType.PUBLISHED:
-            store.patch(job_id, published_version=int(event["version"]))
+        # While the store is unreachable (Redis restarting) progress waits for the next event;
+        # the published version decides the outcome and is retried for a minute.
+        tries = 60 if kind == EventType.PUBLISHED else 1
+        for attempt in range(1, tries + 1):
+            try:
+                _record(store, job_id, kind, event)
+                break
+            except NotReady:
+                log.warning("job %s: %s not recorded: the store is unreachable", job_id, kind)
+                if attempt < tries:
+                    time.sleep(1)
+
+
+def _record(store: JobStore, job_id: str, kind: str, event: dict[str, Any]) -> None:
+    if kind in events.PROGRESS_EVENTS:
+        fields = {k: v for k, v in event.items() if k in Progress.model_fields}
+        store.update(job_id, functools.partial(_with_progress, fields=fields))
+    elif kind == EventType.EVALUATION:
+        store.patch(job_id, metrics=event.get("metrics", {}))
+    elif kind == EventType.PUBLISHED:
+        store.patch(job_id, published_version=int(event["version"]))
 
 
 def _with_progress(job: Job, fields: dict[str, Any]) -> Job:

@@ -60,6 +60,7 @@ class JobService:
                 f"{queued} jobs are queued already; the limit is {self.settings.max_queued_jobs}"
             )
         job = store.create(
+            config=cfg.model_dump_json(),
             model=model,
             preset=preset,
             overrides=overrides,
@@ -68,7 +69,6 @@ class JobService:
             promote=promote,
             progress=Progress(max_steps=cfg.max_steps),
         )
-        store.folder(job.id).config.write_text(cfg.model_dump_json())
         try:
             self.queue.enqueue(job.id)
         except NotReady:  # the 503 says no job was made: leave no record that would never run

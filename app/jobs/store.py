@@ -1,13 +1,18 @@
-"""Job records: one folder per job in the data directory that service and workers share.
+"""Job records, and each job's folder in the data directory.
 
-    <data_dir>/jobs/<id>/job.json     the record (state, progress, metrics, outcome)
+    <data_dir>/jobs/<id>/job.json     the record (state, progress, metrics, outcome): files only
     <data_dir>/jobs/<id>/config.json  the validated training config the child runs
-    <data_dir>/jobs/<id>/run/         the training run (training.events.RunFiles)
+    <data_dir>/jobs/<id>/run/         the training run (training.events.RunFiles): checkpoints
     <data_dir>/jobs/<id>/log.txt      the child's output
 
 :class:`JobFolder` is the one place these paths are spelled out.
 
-Every write replaces job.json atomically under a per-job file lock, so readers on any replica
+:class:`JobStore` is the records' interface, with two backends chosen by :func:`open_store`:
+:class:`FileJobStore` (embedded: job.json and config.json in the folder) and
+``app.jobs.redis_store.RedisJobStore`` (with ``GAN_QUEUE_URL``: records and configs in that
+Redis, which every replica reaches with no shared filesystem; a worker writes config.json where
+its child reads it). Either way every change is atomic: the file store replaces job.json under
+a per-job file lock, the Redis store commits a WATCH/MULTI transaction, so readers on any replica
 never see a torn record and two writers never lose each other's update.
 
 States: queued -> running -> succeeded | failed | cancelled (running -> queued when a worker
@@ -20,6 +25,7 @@ import fcntl
 import shutil
 import time
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,6 +34,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from app.settings import Settings
 from core import identifiers
 from core.atomic import write_atomic
 from core.errors import Conflict, NotFound
@@ -105,7 +112,15 @@ class JobFolder:
         return self.root / ".lock"
 
 
-class JobStore:
+class JobStore(ABC):
+    """Job records, whichever backend holds them; a job's files stay in its folder.
+
+    >>> store = open_store(settings)  # FileJobStore, or RedisJobStore with GAN_QUEUE_URL
+    >>> job = store.create(config=cfg.model_dump_json(), model="mnist-cdcgan", preset="cdcgan")
+    >>> store.transition(job.id, {"queued"}, state="running").state
+    'running'
+    """
+
     def __init__(self, data_dir: Path) -> None:
         self.root = Path(data_dir) / "jobs"
         self.root.mkdir(parents=True, exist_ok=True)
@@ -113,42 +128,36 @@ class JobStore:
     def folder(self, job_id: str) -> JobFolder:
         return JobFolder(self.root / identifiers.job_id(job_id))
 
-    def create(self, **fields: Any) -> Job:
-        job = Job(id=uuid.uuid4().hex[:16], **fields)
-        self.folder(job.id).root.mkdir()
-        self._write(job)
-        return job
+    @abstractmethod
+    def create(self, *, config: str, **fields: Any) -> Job:
+        """A new record, queued, with its validated training config (JSON)."""
 
+    @abstractmethod
     def discard(self, job_id: str) -> None:
         """Remove a record that never reached the queue."""
-        shutil.rmtree(self.folder(job_id).root, ignore_errors=True)
 
+    @abstractmethod
     def get(self, job_id: str) -> Job:
-        try:
-            return Job.model_validate_json(self.folder(job_id).record.read_bytes())
-        except FileNotFoundError as e:
-            raise NotFound(f"no job {job_id!r}") from e
+        """The record; NotFound when there is none."""
 
+    @abstractmethod
     def list(self, state: str | None = None) -> list[Job]:
-        jobs = []
-        for folder in self.root.iterdir():
-            try:
-                job = self.get(folder.name)
-            except (NotFound, ValueError):
-                continue
-            if state is None or job.state == state:
-                jobs.append(job)
-        return sorted(jobs, key=lambda j: j.created, reverse=True)
+        """Records, newest first; only those in ``state`` when it is given."""
 
+    @abstractmethod
+    def config(self, job_id: str) -> str:
+        """The job's training config (JSON), as ``create`` got it."""
+
+    @abstractmethod
     def update(self, job_id: str, change: Callable[[Job], Job | None]) -> Job:
-        """Apply ``change`` to the current record under the job's lock; None leaves it alone."""
-        with self._lock(job_id):
-            job = self.get(job_id)
-            new = change(job.model_copy(deep=True))
-            if new is None:
-                return job
-            self._write(new)
-            return new
+        """Apply ``change`` to the current record atomically; None leaves it alone."""
+
+    def config_file(self, job_id: str) -> Path:
+        """The job's config as a file in its folder on this machine, where the child reads it."""
+        path = self.folder(job_id).config
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, self.config(job_id).encode())
+        return path
 
     def patch(self, job_id: str, **fields: Any) -> Job:
         return self.update(job_id, lambda j: j.model_copy(update=fields))
@@ -178,6 +187,60 @@ class JobStore:
 
         return self.update(job_id, change)
 
+
+class FileJobStore(JobStore):
+    """Records as job.json in each job's folder, under a per-job file lock (one machine, or a
+    POSIX filesystem every replica shares)."""
+
+    def create(self, *, config: str, **fields: Any) -> Job:
+        job = Job(id=uuid.uuid4().hex[:16], **fields)
+        folder = self.folder(job.id)
+        folder.root.mkdir()
+        write_atomic(folder.config, config.encode())
+        self._write(job)
+        return job
+
+    def discard(self, job_id: str) -> None:
+        shutil.rmtree(self.folder(job_id).root, ignore_errors=True)
+
+    def get(self, job_id: str) -> Job:
+        try:
+            return Job.model_validate_json(self.folder(job_id).record.read_bytes())
+        except FileNotFoundError as e:
+            raise NotFound(f"no job {job_id!r}") from e
+
+    def list(self, state: str | None = None) -> list[Job]:
+        jobs = []
+        for folder in self.root.iterdir():
+            try:
+                job = self.get(folder.name)
+            except (NotFound, ValueError):
+                continue
+            if state is None or job.state == state:
+                jobs.append(job)
+        return sorted(jobs, key=lambda j: j.created, reverse=True)
+
+    def config(self, job_id: str) -> str:
+        try:
+            return self.folder(job_id).config.read_text()
+        except FileNotFoundError as e:
+            raise NotFound(f"job {job_id!r} has no config") from e
+
+    def config_file(self, job_id: str) -> Path:
+        path = self.folder(job_id).config
+        if not path.is_file():
+            raise NotFound(f"job {job_id!r} has no config")
+        return path
+
+    def update(self, job_id: str, change: Callable[[Job], Job | None]) -> Job:
+        with self._lock(job_id):
+            job = self.get(job_id)
+            new = change(job.model_copy(deep=True))
+            if new is None:
+                return job
+            self._write(new)
+            return new
+
     def _write(self, job: Job) -> None:
         write_atomic(self.folder(job.id).record, job.model_dump_json(indent=2).encode())
 
@@ -190,3 +253,12 @@ class JobStore:
         with lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             yield
+
+
+def open_store(settings: Settings) -> JobStore:
+    """Records where the queue is: in its Redis when scaled out, else files in data_dir."""
+    if settings.queue_url:
+        from app.jobs.redis_store import RedisJobStore  # the [redis] extra, needed then only
+
+        return RedisJobStore(settings.data_dir, settings.queue_url)
+    return FileJobStore(settings.data_dir)

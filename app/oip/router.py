@@ -13,6 +13,7 @@ The routes stay out of the OpenAPI document: the protocol's own specification de
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -29,10 +30,9 @@ from app.serving.pool import ModelPool
 from core.errors import ApiError, BadRequest, NotReady
 from core.repository import Manifest, Repository
 
+log = logging.getLogger(__name__)
 EXTENSIONS = ["binary_tensor_data", "model_configuration"]
 HEADER_LENGTH = "Inference-Header-Content-Length"
-# Compressed bodies this size or smaller are inflated on the event loop; larger in a thread.
-INLINE_INFLATE = 64 * 1024
 
 
 class OipRoute(APIRoute):
@@ -45,6 +45,8 @@ class OipRoute(APIRoute):
             try:
                 return await handler(request)
             except ApiError as e:
+                if e.status >= 500 and e.status != 503:  # as app.main logs /v1's
+                    log.error("%s %s: %s", request.method, request.url.path, e.detail)
                 return error(400 if e.status == 422 else e.status, e.detail, e.headers())
             except HTTPException as e:  # the middleware's body limits: 413, 408
                 return error(e.status_code, str(e.detail), dict(e.headers or {}))
@@ -131,19 +133,20 @@ async def model_infer(
 ) -> Response:
     model = models.find(name, pool.names())
     body = await request.body()
-    coding = request.headers.get("content-encoding", "")
-    args = (body, coding, settings.max_upload_bytes)
-    if len(body) > INLINE_INFLATE and coding:
-        body = await asyncio.to_thread(compression.decompress, *args)
-    else:
-        body = compression.decompress(*args)
+    coding = request.headers.get("content-encoding")
+    if coding is not None:  # a few kB can inflate to the limit: off the event loop
+        body = await asyncio.to_thread(
+            compression.decompress, body, coding, settings.max_upload_bytes
+        )
     length = request.headers.get(HEADER_LENGTH)
     parsed = tensors.parse_request(body, length, settings.max_json_values)
     loaded = await pool.get(model.base, version)
-    outputs = await infer(model, loaded, parsed.inputs, settings, metrics)
-    unknown = set(parsed.outputs or ()) - set(outputs)
+    unknown = set(parsed.outputs or ()) - {
+        o.name for o in models.outputs(model.kind, loaded.manifest)
+    }
     if unknown:
         raise BadRequest(f"{model.name} has no output {sorted(unknown)[0][:80]!r}")
+    outputs = await infer(model, loaded, parsed.inputs, settings, metrics)
     content, header_length = tensors.encode_response(model.name, loaded.version, parsed, outputs)
     headers = {"X-Model": loaded.name, "X-Model-Version": str(loaded.version)}
     if header_length is not None:

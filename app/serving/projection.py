@@ -30,7 +30,7 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -106,12 +106,13 @@ class Projector:
         self.settings = settings
         self._banks: OrderedDict[tuple[str, int, str], asyncio.Task[Bank]] = OrderedDict()
         self._classifier: OnnxEngine | None = None
+        self.max_restarts = settings.max_project_restarts
 
     async def project(
         self,
         model: LoadedModel,
         images: np.ndarray,
-        labels: list[int] | None,
+        labels: int | list[int] | None,
         budget: Budget,
         distance: Distance = "pixel",
         seed: int = 0,
@@ -124,6 +125,8 @@ class Projector:
         """
         m = model.manifest
         y = resolve_labels(m, range(len(images)), labels) if labels is not None else None
+        if m.conditional and y is None:  # the labels tried are the restarts: K at most
+            budget = replace(budget, restarts=min(budget.restarts, m.num_classes))
         embed = self._embedder(m, distance)
         generate: GenerateFn = self._generator(model)
         bank = await self._bank(model, generate)
@@ -157,11 +160,11 @@ class Projector:
         if distance == "pixel":
 
             async def pixels(images: np.ndarray) -> np.ndarray:
-                return embed_pixels(images)
+                return await asyncio.to_thread(embed_pixels, images)
 
             return pixels
         path = self.settings.features_classifier
-        if not has_features(manifest) or path is None:
+        if not has_features(manifest) or path is None or not path.is_file():
             raise InvalidInput(
                 f"distance 'features' needs the project's classifier, which fits 28x28 digits: "
                 f"{manifest.name} v{manifest.version} was not evaluated under it; "
@@ -169,9 +172,11 @@ class Projector:
                 field="distance",
             )
 
+        def run(images: np.ndarray) -> np.ndarray:
+            return embed_features(self._load_classifier(path), images)
+
         async def features(images: np.ndarray) -> np.ndarray:
-            classifier = self._load_classifier(path)
-            return await asyncio.to_thread(embed_features, classifier, images)
+            return await asyncio.to_thread(run, images)
 
         return features
 
@@ -186,9 +191,12 @@ class Projector:
         task = self._banks.get(key)
         if task is None or (task.done() and task.exception() is not None):
             embedders: dict[str, EmbedFn] = {"pixel": self._embedder(m, "pixel")}
-            if has_features(m) and self.settings.features_classifier is not None:
+            try:
                 embedders["features"] = self._embedder(m, "features")
-            size = self.settings.project_bank_size
+            except InvalidInput:
+                pass  # no classifier for this model's data: pixel distance only
+            # Enough of each label for every restart of an image whose label is given.
+            size = max(self.settings.project_bank_size, m.num_classes * self.max_restarts)
             task = asyncio.create_task(build_bank(generate, embedders, m, size))
             self._banks[key] = task
             while len(self._banks) > self.settings.project_banks:
@@ -217,7 +225,9 @@ async def build_bank(
     rng = np.random.default_rng(BANK_SEED)
     dim, prior = manifest.latent.dim, manifest.latent.prior
     z = draw(rng, size, dim, prior)
-    labels = np.arange(size, dtype=np.int64) % manifest.num_classes if manifest.conditional else None
+    labels = (
+        np.arange(size, dtype=np.int64) % manifest.num_classes if manifest.conditional else None
+    )
     began = time.perf_counter()
     pixels = await generate(z, labels)
     generating = (time.perf_counter() - began) / size
@@ -291,9 +301,9 @@ def _starts(
     of each of the best labels)."""
     d = (targets * targets).sum(1)[:, None] + (emb * emb).sum(1)[None, :] - 2 * targets @ emb.T
     d = np.maximum(d, 0) / emb.shape[1]  # [N, B]
+    if bank.labels is not None and labels is not None:
+        d = np.where(bank.labels[None, :] == labels[:, None], d, np.inf)
     if bank.labels is None or labels is not None:
-        if labels is not None:
-            d = np.where(bank.labels[None, :] == labels[:, None], d, np.inf)
         idx = np.argsort(d, axis=1)[:, :restarts]
     else:
         per_label = np.stack(

@@ -26,8 +26,12 @@ from schemathesis.core.result import Ok
 # Not GAN_-prefixed: that prefix is the app's settings, and this is the test's own knob.
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))
 PROBLEM = "application/problem+json"
+API_KEY = "fuzz-admin-key"
 CONFIG = schemathesis.Config.from_dict(
     {
+        # The admin routes declare bearer auth: valid cases carry the key, and the ignored_auth
+        # check sends them without it and with a wrong one, which must be 401.
+        "auth": {"openapi": {"GAN_API_KEY": {"bearer": API_KEY}}},
         "checks": {
             # Any 4xx refuses a request the schema forbids: 413 (n over GAN_MAX_N) included.
             "negative_data_rejection": {"expected-statuses": ["4XX"]},
@@ -54,7 +58,9 @@ def errors_are_problems(ctx: CheckContext, response: Response, case: Case) -> No
 def test_the_api_honours_its_schema(
     models_dir: Path, start_server: Callable[..., Any], subtests: pytest.Subtests
 ) -> None:
-    server = start_server(GAN_MODELS_DIR=str(models_dir), GAN_EMBEDDED_WORKER="false")
+    server = start_server(
+        GAN_MODELS_DIR=str(models_dir), GAN_EMBEDDED_WORKER="false", GAN_API_KEY=API_KEY
+    )
     schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json", config=CONFIG)
     operations = []
     for result in schema.get_all_operations():

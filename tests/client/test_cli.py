@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import sys
@@ -143,3 +144,43 @@ def _ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> dict
 )
 def test_progress_line(state: str, progress: dict[str, float], expected: str) -> None:
     assert progress_line({"state": state, "progress": progress}) == expected
+
+
+def test_serve_outside_the_repository_warns_and_logs_each_request_once(tmp_path: Path) -> None:
+    """Run where there is no models/ folder: a warning naming GAN_MODELS_DIR, and one JSON
+    access line per request (uvicorn's own access log would print each a second time)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "GAN_DATA_DIR": str(tmp_path / "data")}
+    cmd = [sys.executable, "-m", "gan_client.cli", "serve", "--port", str(port)]
+    log = tmp_path / "server.log"
+    with (
+        open(log, "w") as out,
+        subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT) as proc,
+    ):
+        try:
+            _healthy(url, proc)
+            for _ in range(3):
+                assert httpx.get(f"{url}/v1/models").json() == []
+        finally:
+            proc.terminate()
+            proc.wait(timeout=15)
+    lines = log.read_text().splitlines()
+    records = [json.loads(line) for line in lines if line.startswith("{")]
+    warned = [r for r in records if r["level"] == "warning" and "GAN_MODELS_DIR" in r["message"]]
+    assert len(warned) == 1 and str(tmp_path / "models") in warned[0]["message"], lines
+    access = [r for r in records if r["logger"] == "app.access" and r["path"] == "/v1/models"]
+    assert len(access) == 3, lines
+    assert not [line for line in lines if "/v1/models" in line and not line.startswith("{")]
+
+
+def _healthy(url: str, proc: subprocess.Popen[str], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"no live server at {url}")

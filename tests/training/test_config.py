@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from training.config import (
     CONFIGS_DIR,
+    REMOTE,
     TrainConfig,
     apply_overrides,
     load_config,
@@ -221,3 +222,34 @@ def test_config_module_imports_no_torch() -> None:
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_a_remote_config_names_built_in_data_only_and_the_cli_may_name_paths() -> None:
+    paper = preset_path("paper")
+    local = load_config(paper, {"dataset.source": "/data/digits.npz"})
+    assert local.dataset.source == "/data/digits.npz"
+    assert load_config(paper, {"dataset.source": "builtin:mnist"}, context=REMOTE)
+    for source in ("/etc", "models", "core/data/mnist_5k.npz", "./builtin:mnist"):
+        with pytest.raises(ValidationError, match="paths on the server are refused"):
+            load_config(paper, {"dataset.source": source}, context=REMOTE)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"optimizer.lr_min": float("inf")},
+        {"optimizer.lr_g": float("nan")},
+        {"optimizer.beta1": float("-inf")},
+        {"dataset.split_seed": 2**64},
+        {"dataset.split_seed": -1},
+        {"eval_every": 10**12},
+        {"checkpoint_every": 10**12},
+        {"log_every": 10**12},
+        {"optimizer.momentum_ramp_steps": 10**12},
+        {"optimizer.lr_min": 0.01, "optimizer.lr_d": 0.001},  # a floor above a rate
+    ],
+    ids=lambda o: ",".join(o),
+)
+def test_every_number_is_finite_and_bounded(overrides: dict[str, float]) -> None:
+    with pytest.raises(ValidationError):
+        load_config(preset_path("paper"), overrides)

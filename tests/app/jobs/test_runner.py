@@ -69,6 +69,7 @@ def test_a_cancel_right_after_the_start_ends_cancelled(models_dir: Path, start_s
     done = wait_state(server.url, job["id"], {"cancelled", "failed", "succeeded"}, 60)
     assert done["state"] == "cancelled", done
     assert done["error"] is None and done["published_version"] is None
+    assert '"event"' not in httpx.get(f"{server.url}/v1/jobs/{job['id']}/log").text  # no progress
     assert Repository(models_dir).versions("tiny-cgan") == [1]
     assert httpx.get(f"{server.url}/healthz").json() == {"status": "ok"}
 
