@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 
 .PHONY: install serve test lint browser screenshots train classifier bench load fuzz audit clean
-.PHONY: image image-gpu image-test
+.PHONY: image image-gpu image-test kubectl haproxy scale-test
 
 install: $(VENV)/.installed
 
@@ -39,7 +39,7 @@ lint: install
 	$(BIN)/ruff format --check core app training client tests benchmarks examples
 	$(BIN)/mypy
 
-test: install lint browser
+test: install lint browser kubectl
 	$(BIN)/python -m pytest
 
 # Debian's Chromium for the playground's browser test (Playwright drives it; Playwright's own
@@ -48,6 +48,26 @@ browser:
 	@test -x /usr/bin/chromium || { export DEBIAN_FRONTEND=noninteractive; \
 	  apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || \
 	  echo "warning: chromium could not be installed: the browser test will skip (fail under CI=true)"
+
+# A kubectl for `kubectl kustomize` in tests/test_kubernetes.py: any one on PATH, else Debian's
+# (package kubernetes-client: kubectl 1.20, kustomize v2.0.3, which the manifests are written
+# for). Without it that test skips, and fails under CI=true.
+kubectl:
+	@command -v kubectl >/dev/null || { export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -qq && apt-get install -y -qq kubernetes-client >/dev/null; } || \
+	  echo "warning: kubectl could not be installed: the Kubernetes test will skip (fail under CI=true)"
+
+# The scaled-out shape on loopback (tests/scale, about 3 minutes): Debian's HAProxy running
+# deploy/haproxy/haproxy.cfg in front of three api replicas, two workers and Redis.
+scale-test: install haproxy
+	$(BIN)/python -m pytest -m scale tests/scale
+
+# Debian's HAProxy (the compose deployment's haproxy:2.6 image runs the same 2.6 branch).
+haproxy:
+	@test -x /usr/sbin/haproxy || { export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -qq && apt-get install -y -qq haproxy >/dev/null; } || \
+	  { echo "error: haproxy could not be installed (apt-get install haproxy, as root):" \
+	    "make scale-test needs it" >&2; exit 1; }
 
 # docs/playground-*.png from the committed models; the job shown is cancelled, publishing nothing.
 screenshots: install browser
@@ -69,6 +89,7 @@ train: install
 
 bench: install
 	$(BIN)/python -m benchmarks.serving
+	$(BIN)/python -m benchmarks.projection
 
 # 64 concurrent clients against a server on loopback: only 200 and 503, flat memory.
 load: install

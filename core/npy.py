@@ -25,7 +25,7 @@ import numpy as np
 
 MAX_NDIM = 8  # an image batch has 4; numpy stops at 64
 NUMBER_KINDS = "biufc"  # bool, signed, unsigned, float, complex: no objects, strings, records
-_MAX_ELEMENTS = 2**48  # past this numpy cannot index it on any machine (zero-sized ones too)
+_MAX_ELEMENTS = 2**48  # no real array is larger; numpy overflows on larger shapes, even empty
 
 
 class NpyError(ValueError):

@@ -39,7 +39,7 @@ from typing import Any, Literal
 
 from core.atomic import write_atomic
 from core.errors import IntegrityError, InvalidInput, NotFound
-from core.identifiers import NAME_RE
+from core.identifiers import NAME_RE, shown
 
 SCHEMA_VERSION = 1
 MANIFEST = "model.json"
@@ -182,7 +182,7 @@ def parse_version(ref: str | int) -> int | None:
 def check_name(name: str) -> str:
     if not NAME_RE.fullmatch(name):
         raise InvalidInput(
-            f"invalid name {name!r}: use 1-64 of a-z, 0-9, '.', '_', '-', starting with a "
+            f"invalid name {shown(name)}: use 1-64 of a-z, 0-9, '.', '_', '-', starting with a "
             "letter or digit",
             field="model",
         )
@@ -192,7 +192,7 @@ def check_name(name: str) -> str:
 def check_alias(alias: str) -> str:
     if not NAME_RE.fullmatch(alias) or alias == LATEST or alias.isdigit():
         raise InvalidInput(
-            f"invalid alias {alias!r}: a name (not a number, not {LATEST!r})", field="alias"
+            f"invalid alias {shown(alias)}: a name (not a number, not {LATEST!r})", field="alias"
         )
     return alias
 

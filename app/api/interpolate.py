@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from fastapi import APIRouter, Depends, Response
 
-from app.api.deps import MetricsDep, PoolDep, SettingsDep, require_json
+from app.api.deps import LanesDep, MetricsDep, PoolDep, SettingsDep, require_json
 from app.api.responses import binary, model_headers, off_loop
 from app.api.schemas import ERRORS, Frame, InterpolateRequest, InterpolateResponse
 from app.serving import generation
@@ -38,7 +38,11 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
     dependencies=[Depends(require_json)],
 )
 async def interpolate(
-    body: InterpolateRequest, pool: PoolDep, settings: SettingsDep, metrics: MetricsDep
+    body: InterpolateRequest,
+    pool: PoolDep,
+    settings: SettingsDep,
+    metrics: MetricsDep,
+    lanes: LanesDep,
 ) -> Response:
     """Frames from ``from`` to ``to`` (both included), by lerp or slerp."""
     if body.steps > settings.max_steps:
@@ -57,7 +61,7 @@ async def interpolate(
             model=model.name,
             version=model.version,
             method=body.method,
-            frames=await off_loop(_frames, t, frames, pixels=frames),
+            frames=await off_loop(lanes.encoding, _frames, t, frames, pixels=frames),
         )
         return Response(
             content.model_dump_json(), media_type="application/json", headers=model_headers(model)
@@ -69,7 +73,7 @@ async def interpolate(
         "npy": imaging.encode_npy,
     }[body.format]
     small = frames if body.format in ("png", "npy") else None  # GIF and WebP cost more per byte
-    return binary(await off_loop(encode, frames, pixels=small), body.format, model)
+    return binary(await off_loop(lanes.encoding, encode, frames, pixels=small), body.format, model)
 
 
 def _frames(t: np.ndarray, frames: np.ndarray) -> list[Frame]:

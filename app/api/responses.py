@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 from collections.abc import Callable
 from typing import TypeVar
@@ -10,6 +9,7 @@ from typing import TypeVar
 import numpy as np
 from fastapi import Response
 
+from app.lanes import Lane
 from app.serving.pool import LoadedModel
 
 T = TypeVar("T")
@@ -33,12 +33,14 @@ def model_headers(model: LoadedModel) -> dict[str, str]:
 INLINE_PIXEL_BYTES = 8 * 1024
 
 
-async def off_loop(fn: Callable[..., T], *args: object, pixels: np.ndarray | None = None) -> T:
-    """``fn(*args)`` in a worker thread, as encoding a big batch would stall the loop; on the
-    loop itself when ``pixels``, what ``fn`` encodes, are at most ``INLINE_PIXEL_BYTES``."""
+async def off_loop(
+    lane: Lane, fn: Callable[..., T], *args: object, pixels: np.ndarray | None = None
+) -> T:
+    """``fn(*args)`` on the lane's threads, as encoding a big batch would stall the loop; on
+    the loop itself when ``pixels``, what ``fn`` encodes, are at most ``INLINE_PIXEL_BYTES``."""
     if pixels is not None and pixels.nbytes <= INLINE_PIXEL_BYTES:
         return fn(*args)
-    return await asyncio.to_thread(fn, *args)
+    return await lane.run(fn, *args)
 
 
 def binary(

@@ -8,10 +8,11 @@ from typing import Annotated, Any
 import numpy as np
 from fastapi import APIRouter, Depends, Query, Response
 
-from app.api.deps import MetricsDep, PoolDep, SettingsDep, require_json
+from app.api.deps import LanesDep, MetricsDep, PoolDep, SettingsDep, require_json
 from app.api.fast_route import FastJsonRoute
 from app.api.responses import binary, model_headers, off_loop
 from app.api.schemas import ERRORS, SampleItem, SampleRequest, SampleResponse, Seed
+from app.lanes import Lane
 from app.metrics import Metrics
 from app.serving import generation
 from app.serving.pool import ModelPool
@@ -40,10 +41,14 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
     dependencies=[Depends(require_json)],
 )
 async def sample(
-    body: SampleRequest, pool: PoolDep, settings: SettingsDep, metrics: MetricsDep
+    body: SampleRequest,
+    pool: PoolDep,
+    settings: SettingsDep,
+    metrics: MetricsDep,
+    lanes: LanesDep,
 ) -> Response:
     """Generate n images; a seed names one image, whatever the batch it is drawn in."""
-    return await _sample(body, pool, settings, metrics)
+    return await _sample(body, pool, settings, metrics, lanes.encoding)
 
 
 @router.get("/v1/sample.png", responses={200: PNG_GRID}, response_class=Response)
@@ -51,6 +56,7 @@ async def sample_png(
     pool: PoolDep,
     settings: SettingsDep,
     metrics: MetricsDep,
+    lanes: LanesDep,
     model: Annotated[str | None, Query(max_length=64)] = None,
     version: Annotated[str | None, Query(max_length=64)] = None,
     n: Annotated[int, Query(ge=1)] = 1,
@@ -70,11 +76,11 @@ async def sample_png(
         cols=cols,
         format="png",
     )
-    return await _sample(body, pool, settings, metrics)
+    return await _sample(body, pool, settings, metrics, lanes.encoding)
 
 
 async def _sample(
-    body: SampleRequest, pool: ModelPool, settings: Settings, metrics: Metrics
+    body: SampleRequest, pool: ModelPool, settings: Settings, metrics: Metrics, lane: Lane
 ) -> Response:
     if body.n > settings.max_n:
         raise LimitExceeded(f"n={body.n} is over the limit of {settings.max_n}", field="n")
@@ -95,12 +101,12 @@ async def _sample(
     if body.format == "npy":
         return binary(imaging.encode_npy(out.images), "npy", model, headers)
     if body.format == "png":
-        png = await off_loop(_png, out.images, body.cols, pixels=out.images)
+        png = await off_loop(lane, _png, out.images, body.cols, pixels=out.images)
         return binary(png, "png", model, headers)
     if body.format == "zip":
-        zipped = await off_loop(_zip, out, model.name, model.version, pixels=out.images)
+        zipped = await off_loop(lane, _zip, out, model.name, model.version, pixels=out.images)
         return binary(zipped, "zip", model, headers)
-    items = await off_loop(_items, out, pixels=out.images)
+    items = await off_loop(lane, _items, out, pixels=out.images)
     content = SampleResponse(model=model.name, version=model.version, images=items)
     return Response(
         content.model_dump_json(),

@@ -6,10 +6,11 @@ import * as gallery from "./gallery.js";
 import * as interpolate from "./interpolate.js";
 import * as jobs from "./jobs.js";
 import * as models from "./models.js";
+import * as project from "./project.js";
 import { store } from "./store.js";
 import { $, h, Notice } from "./ui.js";
 
-const VIEWS = { gallery, interpolate, discriminate, models, jobs };
+const VIEWS = { gallery, interpolate, discriminate, project, models, jobs };
 const notice = new Notice($(".app-notice"));
 
 function initTabs() {

@@ -198,6 +198,7 @@ def test_every_view_in_a_real_browser(
         digit, label = gallery(page, api)
         interpolation(page, api, label)
         discriminator(page, api, digit)
+        projection(page, api, digit)
         job_finishes(page)
         promote_and_roll_back(page, api)
     on_a_phone(page)
@@ -300,6 +301,34 @@ def discriminator(page: Page, api: httpx.Client, digit: np.ndarray) -> None:
     page.locator("#files").set_input_files(files=[chosen])
     expect(rows).to_have_count(1)
     expect(rows.nth(0).locator(".file")).to_have_text("one.png")
+
+
+def projection(page: Page, api: httpx.Client, digit: np.ndarray) -> None:
+    """A dropped digit comes back as the server's reconstruction; the walk from its latent
+    starts on that reconstruction and ends on the seed's image."""
+    from playwright.sync_api import expect
+
+    page.get_by_role("tab", name="Projection").click()
+    page.fill("#project-steps", "3")
+    page.evaluate(DROP, ["#project-drop", [["digit.png", b64png(digit)]]])
+    expect(page.locator("#project-out")).to_be_visible()
+    wait_for_new_src(page, "#project-recon", None)
+    form = {"model": "tiny-cgan", "version": "production", "steps": "3", "resize": "true"}
+    files = {"images": ("digit.png", png_bytes(digit), "image/png")}
+    served = api.post("/v1/project", data=form, files=files).json()["results"][0]
+    recon = png_pixels(base64.b64decode(served["png"]))
+    np.testing.assert_array_equal(pixels(page, "#project-recon"), recon)
+    expect(page.locator("#project-caption")).to_contain_text("after 3 steps")
+    page.fill("#walk-seed", "40")
+    page.fill("#walk-steps", "4")
+    page.get_by_role("button", name="Walk").click()
+    expect(page.locator("#walk-t")).to_have_text("1 / 4 · t = 0.000")
+    np.testing.assert_array_equal(pixels(page, "#walk-img"), recon)
+    page.locator("#walk-frame").fill("3")
+    expect(page.locator("#walk-t")).to_have_text("4 / 4 · t = 1.000")
+    label = served["label"]
+    end = api.get("/v1/sample.png", params={"model": "tiny-cgan", "seed": 40, "label": label})
+    np.testing.assert_array_equal(pixels(page, "#walk-img"), png_pixels(end.content))
 
 
 def job_finishes(page: Page) -> None:

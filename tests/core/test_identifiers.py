@@ -44,3 +44,13 @@ def test_names_are_ascii_and_at_most_64_bytes(value: str) -> None:
 
 def test_a_name_at_the_bound_passes() -> None:
     assert identifiers.is_name("a" * 64) and len(("a" * 64).encode()) == 64
+
+
+def test_a_refused_name_or_alias_is_not_echoed_whole() -> None:
+    from core.errors import InvalidInput
+    from core.repository import check_alias, check_name
+
+    for check in (check_name, check_alias):
+        with pytest.raises(InvalidInput) as refused:
+            check("ｍ" * 5000)
+        assert "..." in refused.value.detail and len(refused.value.detail) < 200

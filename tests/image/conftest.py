@@ -108,6 +108,8 @@ def engine() -> Iterator[Engine]:
             dockerd.kill()
             dockerd.wait()
         log.close()
+        netns = STATE / "exec" / "netns" / "default"  # dockerd leaves it mounted
+        subprocess.run(["umount", str(netns)], capture_output=True, check=False)
 
 
 @pytest.fixture(scope="session")

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
+import yaml
 
-from tests.conftest import free_port
+from tests.conftest import ROOT, free_port
 from tests.image.conftest import FIGURES, Container
 
 pytestmark = [pytest.mark.image, pytest.mark.timeout(1800)]
@@ -72,6 +75,17 @@ def _wait_job(url: str, job_id: str, done: Callable[[dict], bool], timeout: floa
         assert time.monotonic() < deadline, f"job {job_id}: {job}"
         time.sleep(0.5)
     return job
+
+
+def test_debians_docker_compose_accepts_the_compose_file() -> None:
+    # Compose v2 reads the same file; 1.29 is the older reader most likely to refuse it.
+    env = {**os.environ, "GAN_API_KEY": KEY}
+    proc = subprocess.run(
+        ["docker-compose", "config"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    worker = yaml.safe_load(proc.stdout)["services"]["worker"]["environment"]
+    assert worker["GAN_DEVICE"] == "auto" and worker["GAN_JOB_WORKERS"] == "1", worker
 
 
 def test_the_api_serves_as_a_non_root_user_without_torch(

@@ -40,7 +40,9 @@ def test_multipart_json_and_npy_agree(client: TestClient) -> None:
         data={"model": "tiny-gan", "steps": "3", "restarts": "2"},
         files=[("images", (f"{i}.png", p, "image/png")) for i, p in enumerate(pngs)],
     )
-    as_json = client.post("/v1/project", json={"model": "tiny-gan", "images": _b64(images), **SMALL})
+    as_json = client.post(
+        "/v1/project", json={"model": "tiny-gan", "images": _b64(images), **SMALL}
+    )
     as_npy = client.post(
         "/v1/project",
         params={"model": "tiny-gan", **SMALL},
@@ -120,14 +122,19 @@ def test_bad_requests_are_clear_problems(
 def test_wrong_sizes_labels_and_forms_are_refused(client: TestClient) -> None:
     big = imaging.encode_png(np.zeros((56, 56, 1), np.uint8))
     files = [("images", ("a.png", big, "image/png"))]
-    assert "resize" in problem(
-        client.post("/v1/project", data={"model": "tiny-gan"}, files=files), 422
-    )["detail"]
+    assert (
+        "resize"
+        in problem(client.post("/v1/project", data={"model": "tiny-gan"}, files=files), 422)[
+            "detail"
+        ]
+    )
     ok = client.post(
         "/v1/project", data={"model": "tiny-gan", "resize": "true", "steps": "2"}, files=files
     )
     assert ok.status_code == 200, ok.text
-    bad_steps = client.post("/v1/project", data={"model": "tiny-gan", "steps": "x"}, files=files)
+    bad_steps = client.post(
+        "/v1/project", data={"model": "tiny-gan", "steps": "x", "resize": "1"}, files=files
+    )
     assert problem(bad_steps, 422)["field"] == "steps"
     out_of_range = {"model": "tiny-cgan", "labels": "12", "resize": "true"}
     assert problem(client.post("/v1/project", data=out_of_range, files=files), 422)["field"] == (

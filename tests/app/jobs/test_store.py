@@ -49,10 +49,10 @@ def test_a_job_folder_spells_out_every_path(tmp_path: Path) -> None:
     assert folder.run.stats == tmp_path / "jobs" / "abc" / "run" / "stats.jsonl"
 
 
-def test_records_go_to_redis_when_the_queue_is_there(models_dir: Path, tmp_path: Path) -> None:
-    assert type(open_store(app_settings(models_dir))) is FileJobStore
+def test_records_go_to_redis_when_the_queue_is_there(tmp_path: Path) -> None:
+    assert type(open_store(app_settings(tmp_path / "models"))) is FileJobStore
     url = private_redis(REDIS_DB)
-    store = open_store(app_settings(models_dir, queue_url=url))
+    store = open_store(app_settings(tmp_path / "models", queue_url=url))
     assert isinstance(store, RedisJobStore)
     store.redis.close()
 

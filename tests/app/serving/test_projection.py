@@ -108,7 +108,6 @@ def test_a_generated_image_projects_much_closer_than_other_images_of_its_class()
         [_mse(images[i : i + 1], other_images[other_labels == i]).min() for i in range(5)]
     )
     assert (out.distances < nearest_other / 3).all(), (out.distances, nearest_other)
-    print("FIG", out.distances, nearest_other)
 
 
 def test_features_need_a_model_evaluated_under_the_classifier(models_dir: Path) -> None:
