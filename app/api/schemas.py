@@ -233,9 +233,9 @@ class ProjectOptions(_Body):
         description="conditional models: each image's label (one for all, or one per image); "
         "default: searched, over the best `restarts` labels",
     )
-    steps: int = Field(60, ge=1, description="search steps (at most GAN_MAX_PROJECT_STEPS)")
+    steps: int = Field(80, ge=1, description="search steps (at most GAN_MAX_PROJECT_STEPS)")
     restarts: int = Field(
-        2, ge=1, description="starts refined per image (at most GAN_MAX_PROJECT_RESTARTS)"
+        1, ge=1, description="starts refined per image (at most GAN_MAX_PROJECT_RESTARTS)"
     )
     distance: Literal["pixel", "features"] = Field(
         "pixel",

@@ -36,7 +36,7 @@ from typing import Literal
 
 import numpy as np
 
-from app.serving.engine import OnnxEngine
+from app.serving.engine import OnnxEngine, available_cpus
 from app.serving.generation import resolve_labels
 from app.serving.pool import LoadedModel
 from app.settings import Settings
@@ -182,7 +182,10 @@ class Projector:
 
     def _load_classifier(self, path: Path) -> OnnxEngine:
         if self._classifier is None:  # first use; the API image holds the file (Dockerfile)
-            self._classifier = OnnxEngine(path, device="cpu", threads=1)
+            # Every core, not spinning: it runs between generator calls, never beside them.
+            self._classifier = OnnxEngine(
+                path, device="cpu", threads=available_cpus(), spinning=False
+            )
         return self._classifier
 
     async def _bank(self, model: LoadedModel, generate: GenerateFn) -> Bank:
