@@ -131,7 +131,9 @@ class Settings(BaseSettings):
 
     # Retraining jobs.
     queue_url: str | None = Field(
-        None, description="redis://... : workers consume; unset: SQLite queue in data_dir"
+        None,
+        description="redis://... : workers consume, and job records live there too; unset:"
+        " SQLite queue and record files in data_dir",
     )
     embedded_worker: bool = Field(
         True, description="run a job consumer inside the service (ignored with queue_url)"

@@ -12,6 +12,7 @@ import yaml
 from app.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
+LB_CONFIG = ROOT / "deploy" / "haproxy" / "haproxy.cfg"
 SETTINGS = {f"GAN_{name.upper()}" for name in Settings.model_fields}
 
 
@@ -28,7 +29,7 @@ def _env(service: dict[str, Any]) -> dict[str, str]:
 
 def test_services_and_their_roles(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert set(services) == {"api", "worker", "redis"}
+    assert set(services) == {"api", "worker", "redis", "lb"}
     assert services["api"]["build"]["target"] == "api"
     assert services["worker"]["build"]["target"] == "worker"
     for name, service in services.items():
@@ -55,12 +56,37 @@ def test_api_and_workers_share_the_data_volume_the_queue_and_the_settings(
     assert api_env["GAN_QUEUE_URL"].startswith("redis://redis:")
 
 
-def test_api_replicas_can_scale(compose: dict[str, Any]) -> None:
-    api = compose["services"]["api"]
+def test_api_replicas_scale_behind_one_entry_point(compose: dict[str, Any]) -> None:
+    api, lb = compose["services"]["api"], compose["services"]["lb"]
     assert "container_name" not in api  # a fixed name allows one replica only
-    (ports,) = api["ports"]
-    host, _, container = ports.rpartition(":")
-    assert container == "8000" and re.fullmatch(r"\d+-\d+", host), "a host port range"
+    assert "ports" not in api  # reached through the load balancer only
+    assert lb["ports"] == ["8000:8000"]
+    assert lb["volumes"] == [
+        f"./{LB_CONFIG.relative_to(ROOT)}:/usr/local/etc/haproxy/haproxy.cfg:ro"
+    ]
+    # Compose's DNS name for every api replica, on the port the api image listens on.
+    assert re.search(
+        r"^\s+server-template api \S+ api:8000 resolvers docker ", LB_CONFIG.read_text(), re.M
+    )
+
+
+def test_the_load_balancer_agrees_with_the_api_settings() -> None:
+    config = LB_CONFIG.read_text()
+    fields = Settings.model_fields
+
+    def seconds(name: str) -> float:
+        (value,) = re.findall(rf"^\s+timeout {name} (\d+)s\b", config, re.M)
+        return float(value)
+
+    limit = fields["max_dataset_bytes"].default  # the largest body the api takes
+    (refused,) = re.findall(r"req\.hdr_val\(content-length\) gt (\d+)", config)
+    assert int(refused) == limit and f"over {limit} bytes" in config
+    assert "option httpchk GET /readyz" in config
+    assert seconds("http-request") == fields["header_timeout_s"].default
+    assert seconds("http-keep-alive") == fields["keep_alive_s"].default
+    assert seconds("client") > fields["body_timeout_s"].default  # the api cuts slow bodies
+    assert seconds("server") > fields["request_timeout_s"].default  # and slow engine calls
+    assert re.search(r"set-timeout server 1h if events$", config, re.M)  # quiet SSE streams
 
 
 def test_every_variable_is_a_setting_the_app_reads(compose: dict[str, Any]) -> None:

@@ -17,6 +17,7 @@ then sets an uploaded dataset's path, after validation).
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -25,7 +26,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 CONFIGS_DIR = Path(__file__).parent / "configs"
-BUILTIN_PREFIX = "builtin:"
+BUILTIN_RE = re.compile(r"builtin:[a-z0-9][a-z0-9_-]{0,63}")  # "builtin:mnist": no path in it
 # The validation context of a config from a remote client: built-in datasets only.
 REMOTE: dict[str, Any] = {"local_paths": False}
 MAX_STEPS = 10_000_000  # also the bound of every interval counted in steps
@@ -49,7 +50,7 @@ class DatasetConfig(_Strict):
     @field_validator("source")
     @classmethod
     def _local_paths(cls, source: str, info: ValidationInfo) -> str:
-        if (info.context or {}).get("local_paths", True) or source.startswith(BUILTIN_PREFIX):
+        if (info.context or {}).get("local_paths", True) or BUILTIN_RE.fullmatch(source):
             return source
         raise ValueError(
             "a job trains on built-in data (builtin:mnist) or an uploaded dataset, given by "

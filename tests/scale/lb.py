@@ -1,7 +1,7 @@
 """Debian's HAProxy on loopback, running deploy/haproxy/haproxy.cfg: the compose deployment's
 own file, rendered for loopback as its header says (the one ``server-template`` line, which
-finds replicas through Docker's DNS, becomes a ``server`` line per replica; GAN_LB_BIND and
-GAN_LB_STATS set the address and a stats socket)."""
+finds replicas through Docker's DNS, becomes a ``server`` line per replica; LB_BIND and
+LB_STATS set the address and a stats socket)."""
 
 from __future__ import annotations
 
@@ -38,8 +38,8 @@ class LoadBalancer:
         config.write_text(render(replicas))
         env = {
             **os.environ,
-            "GAN_LB_BIND": f"127.0.0.1:{self.port}",
-            "GAN_LB_STATS": str(self.stats_socket),
+            "LB_BIND": f"127.0.0.1:{self.port}",
+            "LB_STATS": str(self.stats_socket),
         }
         self.log = folder / "haproxy.log"
         with open(self.log, "ab") as log:

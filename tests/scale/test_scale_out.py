@@ -254,6 +254,7 @@ def test_a_replica_killed_under_load_costs_no_failed_requests(cluster: Cluster) 
         )
         expected[seed] = r.content
     counts: Counter[str] = Counter()
+    failures: Counter[str] = Counter()
     lock = threading.Lock()
     stop = threading.Event()
 
@@ -272,10 +273,13 @@ def test_a_replica_killed_under_load_costs_no_failed_requests(cluster: Cluster) 
                             body = {"model": "tiny-cgan", "seed": seed, "format": "npy"}
                             r = c.post("/v1/sample", json=body)
                             ok = r.status_code == 200 and r.content == expected[seed]
-                    except httpx.TransportError:
-                        ok = False
+                        why = f"{r.request.method} {r.status_code}"
+                    except httpx.TransportError as e:
+                        ok, why = False, type(e).__name__
                     with lock:
                         counts[f"{attempt} {'ok' if ok else 'failed'}"] += 1
+                        if not ok:
+                            failures[why] += 1
                     if ok:
                         break
                     time.sleep(0.2)  # the client's one retry
@@ -307,7 +311,7 @@ def test_a_replica_killed_under_load_costs_no_failed_requests(cluster: Cluster) 
         f" requests ({served_before} before the kill); replica 1 SIGKILLed, marked down by the"
         f" LB {marked_down:.2f} s later; the LB retried {retried} and redispatched"
         f" {redispatched}; failed at the client: {counts['first failed']}, all retried by it"
-        f" ({counts['retried ok']} ok, {counts['retried failed']} failed again)"
+        f" ({counts['retried ok']} ok, {counts['retried failed']} failed again): {dict(failures)}"
     )
     assert counts["retried failed"] == 0  # nothing failed beyond what a client retried once
     assert counts["first failed"] <= CLIENTS  # at most the requests in flight on the replica

@@ -229,7 +229,7 @@ def test_a_remote_config_names_built_in_data_only_and_the_cli_may_name_paths() -
     local = load_config(paper, {"dataset.source": "/data/digits.npz"})
     assert local.dataset.source == "/data/digits.npz"
     assert load_config(paper, {"dataset.source": "builtin:mnist"}, context=REMOTE)
-    for source in ("/etc", "models", "core/data/mnist_5k.npz", "./builtin:mnist"):
+    for source in ("/etc", "models", "core/data/mnist_5k.npz", "./builtin:mnist", "builtin:../x"):
         with pytest.raises(ValidationError, match="paths on the server are refused"):
             load_config(paper, {"dataset.source": source}, context=REMOTE)
 

@@ -38,8 +38,7 @@ async def _pixels(images: np.ndarray) -> np.ndarray:
 
 
 def _bank(engines: Engines, size: int) -> Bank:
-    embedders = {"pixel": _pixels}
-    return asyncio.run(projection.build_bank(_generate(engines), embedders, engines.manifest, size))
+    return asyncio.run(projection.build_bank(_generate(engines), engines.manifest, size))
 
 
 def _project(
