@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.metrics import Metrics
 
 access_log = logging.getLogger("app.access")
+MAX_LOGGED_PATH = 256
 
 
 class RequestContext:
@@ -143,16 +144,18 @@ class RequestContext:
         self.metrics.requests.labels(method, route, str(status)).inc()
         self.metrics.latency.labels(method, route).observe(seconds)
         if access_log.isEnabledFor(logging.INFO):
+            # A client chooses the path: a 5,000-character one is logged by its start.
+            path = scope["path"][:MAX_LOGGED_PATH]
             fields: dict[str, Any] = {
                 "method": method,
                 "route": route,
-                "path": scope["path"],
+                "path": path,
                 "status": status,
                 "latency_ms": round(seconds * 1000, 2),
                 "request_id": request_id,
                 **(model or {}),
             }
-            access_log.info("%s %s %d", method, scope["path"], status, extra={"fields": fields})
+            access_log.info("%s %s %d", method, path, status, extra={"fields": fields})
 
 
 async def _too_large(send: Send, limit: int, request_id: str) -> None:

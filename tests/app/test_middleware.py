@@ -43,8 +43,11 @@ def test_access_log_names_the_model_version_and_count(models_dir: Path) -> None:
         with TestClient(create_app(app_settings(models_dir, log_level="info"))) as client:
             body = {"model": "tiny-gan", "seed": 3, "n": 2, "format": "npy"}
             npy(client.post("/v1/sample", json=body, headers={"X-Request-ID": "req-7"}))
+            client.get("/v1/models/" + "x" * 5000)  # a path a client made long
     finally:
         logger.removeHandler(handler)
     (fields,) = [r.fields for r in records if r.fields["route"] == "/v1/sample"]  # type: ignore[attr-defined]
     assert fields["status"] == 200 and fields["request_id"] == "req-7"
     assert (fields["model"], fields["version"], fields["n"]) == ("tiny-gan", "1", "2")
+    (long,) = [r for r in records if r.fields["path"].startswith("/v1/models/x")]  # type: ignore[attr-defined]
+    assert len(long.fields["path"]) == 256 and len(long.getMessage()) < 300  # type: ignore[attr-defined]
