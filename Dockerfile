@@ -31,30 +31,36 @@ RUN python3 -m venv /opt/venv \
 WORKDIR /srv
 ENTRYPOINT ["/usr/bin/tini", "--"]
 
-FROM runtime AS api-deps
+# pyproject's dependency lists as requirement files: the install layers below are rebuilt when
+# these lists or the pins change, not with the rest of pyproject.toml.
+FROM runtime AS requirements
 ARG FLAVOR
+COPY pyproject.toml /tmp/
+RUN python -c 'import tomllib; p = tomllib.load(open("/tmp/pyproject.toml", "rb"))["project"]; \
+extras = p["optional-dependencies"]; \
+open("/tmp/serving.txt", "w").write("\n".join(p["dependencies"] + extras["redis"])); \
+open("/tmp/train.txt", "w").write("\n".join(extras["train"]))' \
+ && if [ "$FLAVOR" = gpu ]; then sed -i 's/^onnxruntime\b/onnxruntime-gpu/' /tmp/serving.txt; fi
+
+FROM runtime AS api-deps
 ARG PIP_CERT
-COPY pyproject.toml ./
 COPY requirements/constraints.txt requirements/
-# pyproject's serving dependencies (and the Redis client), without the code.
+COPY --from=requirements /tmp/serving.txt requirements/
 RUN --mount=type=secret,id=ca \
-    python -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
-print(*p["dependencies"], *p["optional-dependencies"]["redis"], sep="\n")' > /tmp/requirements.txt \
- && if [ "$FLAVOR" = gpu ]; then sed -i 's/^onnxruntime\b/onnxruntime-gpu/' /tmp/requirements.txt; fi \
- && pip install -c requirements/constraints.txt -r /tmp/requirements.txt && rm /tmp/requirements.txt
+    pip install -c requirements/constraints.txt -r requirements/serving.txt
 
 FROM api-deps AS worker-deps
 ARG FLAVOR
 ARG PIP_CERT
-# PyPI's torch is the CUDA build: CPU images take PyTorch's CPU index (4 GB smaller), GPU images
-# PyPI. TORCH_INDEX_URL replaces either (a mirror; make image-test serves this machine's wheel).
+# PyPI's torch is the CUDA build (GBs of NVIDIA libraries): CPU images take PyTorch's CPU
+# index, GPU images PyPI. TORCH_INDEX_URL replaces either (a mirror; make image-test serves
+# this machine's CPU wheel on loopback).
 ARG TORCH_INDEX_URL=""
+COPY --from=requirements /tmp/train.txt requirements/
 RUN --mount=type=secret,id=ca \
     index=${TORCH_INDEX_URL:-$([ "$FLAVOR" = gpu ] || echo https://download.pytorch.org/whl/cpu)}; \
-    python -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["project"]\
-["optional-dependencies"]["train"], sep="\n")' > /tmp/requirements.txt \
- && pip install -c requirements/constraints.txt ${index:+--extra-index-url "$index"} \
-    -r /tmp/requirements.txt && rm /tmp/requirements.txt
+    pip install -c requirements/constraints.txt ${index:+--extra-index-url "$index"} \
+      -r requirements/train.txt
 
 # The code as a wheel, built once for both targets; the context is mounted, never copied.
 FROM runtime AS wheel

@@ -57,8 +57,8 @@ kubectl:
 	  apt-get update -qq && apt-get install -y -qq kubernetes-client >/dev/null; } || \
 	  echo "warning: kubectl could not be installed: the Kubernetes test will skip (fail under CI=true)"
 
-# The scaled-out shape on loopback (tests/scale, about 3 minutes): Debian's HAProxy running
-# deploy/haproxy/haproxy.cfg in front of three api replicas, two workers and Redis.
+# The scaled-out shape on loopback (tests/scale, 1.5 to 3 minutes on 2 cores): Debian's
+# HAProxy running deploy/haproxy/haproxy.cfg before three api replicas, two workers and Redis.
 scale-test: install haproxy
 	$(BIN)/python -m pytest -m scale tests/scale
 

@@ -14,6 +14,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.repository import Repository
 
+# The project's classifier, shipped as package data beside this package in a checkout and in an
+# installed wheel alike (pyproject.toml); read as a file, so the server never imports training.
+CLASSIFIER = (
+    Path(__file__).resolve().parents[1] / "training" / "classifier" / "mnist_classifier.onnx"
+)
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GAN_", extra="ignore", frozen=True)
@@ -116,7 +122,7 @@ class Settings(BaseSettings):
     )
     project_banks: int = Field(8, ge=1, description="versions whose bank stays cached")
     features_classifier: Path | None = Field(
-        Path("training/classifier/mnist_classifier.onnx"),
+        CLASSIFIER,
         description="the ONNX classifier behind distance=features; unset: pixel distance only",
     )
 

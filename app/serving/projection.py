@@ -277,7 +277,7 @@ async def search(
     while steps < budget.steps and time.monotonic() < deadline:
         z = await asyncio.to_thread(es.ask, rng)
         found = await embed(await generate(z, rows_y))
-        await asyncio.to_thread(es.tell, z, _distances(goal, found, budget.population))
+        await asyncio.to_thread(es.tell, z, goal, found)
         steps += 1
     pick = np.arange(n) * r + es.best_d.reshape(n, r).argmin(1)
     z_out = es.best_z[pick]
@@ -354,8 +354,9 @@ class _Strategy:
             np.clip(z, -self.bound, self.bound, out=z)
         return z.reshape(s * self.population, dim).astype(np.float32)
 
-    def tell(self, z: np.ndarray, d: np.ndarray) -> None:
-        """Distances [S, P] of the candidates ``ask`` gave."""
+    def tell(self, z: np.ndarray, goal: np.ndarray, found: np.ndarray) -> None:
+        """The candidates ``ask`` gave, embedded [S * P, D], against each search's goal [S, D]."""
+        d = _distances(goal, found, self.population)  # [S, P]
         s, dim = self.mean.shape
         order = np.argsort(d, axis=1)
         top = order[:, 0]

@@ -35,7 +35,8 @@ STATE = Path(os.environ.get("IMAGE_TEST_ROOT", "/var/tmp/gan-docker"))
 DOCKER = os.environ.get("DOCKER", "/usr/bin/docker")  # docker.io's CLI: BuildKit without buildx
 TORCH_WHEELS = Path(os.environ.get("TORCH_WHEELS", "/opt/wheels"))
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
-REDIS_URL = os.environ.get("IMAGE_TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
+# Database 11: the other suites use 12 to 15 (tests/app/jobs, tests/scale).
+REDIS_URL = os.environ.get("IMAGE_TEST_REDIS_URL", "redis://127.0.0.1:6379/11")
 BASE = "gan-serve-base:bookworm"
 MMDEBSTRAP = [
     "mmdebstrap", "--variant=minbase", "--include=python3,python3-venv,tini",

@@ -74,8 +74,8 @@ def cluster(template_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> It
         "GAN_REGISTRY_POLL_SECONDS": str(POLL_S),
         "GAN_JOB_STALE_S": "3",  # the reaper requeues a dead worker's job 3-8 s after it died
         "GAN_LOG_LEVEL": "warning",
-        # Six processes on a small machine: engine threads that spin between runs would take
-        # the CPU the training children need.
+        # Three replicas, two workers and their training children on a small machine: engine
+        # threads that spin between runs would take the CPU the training needs.
         "GAN_ORT_SPINNING": "false",
         "GAN_INTRA_OP_THREADS": "1",
     }

@@ -8,14 +8,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
 from app.main import create_app
+from app.settings import Settings
 from core import imaging
+from core.datasets import load_dataset
 from tests.app.helpers import npy, problem
-from tests.conftest import app_settings
+from tests.conftest import ROOT, app_settings
 
 SMALL = {"steps": 3, "restarts": 2}
 
@@ -172,3 +175,32 @@ def test_budgets_over_the_request_timeout_or_the_image_limit_are_refused(
     assert many["field"] == "images"
     fine = strict_client.post("/v1/project", json={**body, "steps": 2})
     assert fine.status_code == 200, fine.text
+
+
+def test_the_features_distance_is_the_classifiers_on_a_committed_model(tmp_path: Path) -> None:
+    """mnist-gan was evaluated under the project's classifier: the distance reported is the
+    mean squared difference of that classifier's features, image against reconstruction."""
+    settings = Settings(
+        models_dir=ROOT / "models",
+        data_dir=tmp_path,
+        registry_poll_seconds=0,
+        embedded_worker=False,
+        project_bank_size=256,
+    )
+    _, held_out = load_dataset("builtin:mnist").split(0.1, seed=0)
+    digits = held_out.images[:2].transpose(0, 2, 3, 1)
+    body = {"model": "mnist-gan", "images": _b64(digits), "distance": "features", "steps": 4}
+    with TestClient(create_app(settings)) as c:
+        answer = c.post("/v1/project", json=body)
+    assert answer.status_code == 200, answer.text
+    results = answer.json()["results"]
+    classifier = ort.InferenceSession(str(settings.features_classifier))
+    recon = np.stack([_pixels(r["png"])[..., None] for r in results])
+
+    def features(images: np.ndarray) -> np.ndarray:
+        x = images.transpose(0, 3, 1, 2).astype(np.float32) / 255
+        return np.asarray(classifier.run(["features"], {"image": x})[0])
+
+    expected = ((features(digits) - features(recon)) ** 2).mean(1)
+    np.testing.assert_allclose([r["distance"] for r in results], expected, rtol=1e-4, atol=1e-6)
+    assert all(r["steps"] == 4 and r["label"] is None for r in results)

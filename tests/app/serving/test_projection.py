@@ -4,6 +4,7 @@ ones, through ONNX Runtime as the engine processes run them."""
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import numpy as np
@@ -113,3 +114,28 @@ def test_features_need_a_model_evaluated_under_the_classifier(models_dir: Path) 
     committed = Repository(ROOT / "models")
     assert projection.has_features(committed.manifest("mnist-gan", 4))
     assert not projection.has_features(Repository(models_dir).manifest("tiny-gan", 1))
+
+
+def test_a_search_out_of_time_answers_with_its_starts(models_dir: Path) -> None:
+    """Past the deadline no step runs: the answer is each image's nearest bank entry, with the
+    steps taken (0) said, and still the image its latent draws."""
+    engines = _engines(models_dir, "tiny-gan")
+    bank = _bank(engines, 64)
+    images = bank.pixels[[5, 9]]
+    search = projection.search(
+        _generate(engines),
+        _pixels,
+        bank,
+        images,
+        None,
+        Budget(steps=50, restarts=1),
+        engines.manifest,
+        np.random.default_rng(0),
+        deadline=time.monotonic(),
+    )
+    out = asyncio.run(search)
+    assert out.steps == 0
+    assert all(any((bank.z == z).all(1)) for z in out.latents)  # bank entries, unchanged
+    np.testing.assert_array_equal(out.images, images)
+    np.testing.assert_array_equal(engines.generate({"z": out.latents}), images)
+    assert out.distances.tolist() == [0.0, 0.0]
