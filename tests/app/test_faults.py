@@ -302,5 +302,7 @@ def test_a_full_disk_while_checkpointing_fails_the_job_and_publishes_nothing(
     assert done["published_version"] is None and done["progress"]["step"] >= 20
     assert checkpoint.read_bytes() == old
     assert sorted(p.name for p in checkpoint.parent.glob("checkpoint*")) == ["checkpoint.pt"]
-    assert Repository(models_dir).versions("tiny-cgan") == [1]
-    assert [p.name for p in (models_dir / "tiny-cgan").iterdir() if p.name.startswith(".st")] == []
+    published = tmp_path / "data" / "models"
+    assert Repository(published, base=models_dir).versions("tiny-cgan") == [1]
+    staged = [p for p in published.rglob(".staging-*")] + [p for p in models_dir.rglob(".st*")]
+    assert staged == []

@@ -39,7 +39,7 @@ CONFIG = schemathesis.Config.from_dict(
             # models, limits from settings, readable images), so a schema-valid request may
             # rightly be refused; what must hold then is a 4xx problem, checked below.
             "positive_data_acceptance": {"enabled": False},
-        }
+        },
     }
 )
 

@@ -118,10 +118,11 @@ def test_a_client_gone_mid_upload_is_no_server_error(server: Server) -> None:
     for _ in range(3):
         with _connect(server) as sock:
             sock.sendall(
-                b"POST /v1/discriminate HTTP/1.1\r\nHost: x\r\n"
-                b"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 100000\r\n\r\n"
-                b"--b\r\nContent-Disposition: form-data; name=\"images\"; filename=\"x.png\"\r\n\r\n"
-                + b"x" * 5000
+                b"POST /v1/discriminate HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n"
+                b"Content-Type: multipart/form-data; boundary=b\r\n\r\n--b\r\n"
+                b'Content-Disposition: form-data; name="images"; filename="x.png"\r\n\r\n'
+                + b"x"
+                * 5000
             )
             time.sleep(0.3)
     time.sleep(0.5)

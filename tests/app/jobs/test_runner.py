@@ -34,7 +34,9 @@ def test_a_fine_tune_starts_from_the_base_version(  # type: ignore[no-untyped-de
     assert mismatched.status_code == 422 and mismatched.json()["field"] == "base_version"
 
 
-def test_cancel_a_queued_and_a_running_job(models_dir: Path, start_server) -> None:  # type: ignore[no-untyped-def]
+def test_cancel_a_queued_and_a_running_job(  # type: ignore[no-untyped-def]
+    models_dir: Path, tmp_path: Path, start_server
+) -> None:
     server = start_server(GAN_MODELS_DIR=str(models_dir))
     running = submit(server.url, overrides={**TINY_JOB, "max_steps": 100_000})
     queued = submit(server.url)  # one worker: waits behind the first
@@ -52,10 +54,12 @@ def test_cancel_a_queued_and_a_running_job(models_dir: Path, start_server) -> No
     httpx.delete(f"{server.url}/v1/jobs/{running['id']}")
     done = wait_state(server.url, running["id"], {"cancelled", "failed", "succeeded"}, 60)
     assert done["state"] == "cancelled" and done["published_version"] is None
-    assert Repository(models_dir).versions("tiny-cgan") == [1]
+    assert Repository(tmp_path / "data" / "models", base=models_dir).versions("tiny-cgan") == [1]
 
 
-def test_a_cancel_right_after_the_start_ends_cancelled(models_dir: Path, start_server) -> None:  # type: ignore[no-untyped-def]
+def test_a_cancel_right_after_the_start_ends_cancelled(  # type: ignore[no-untyped-def]
+    models_dir: Path, tmp_path: Path, start_server
+) -> None:
     """The child is still importing torch, its SIGTERM handler not yet installed: it dies of
     the signal (-15) instead of exiting 3, and was stopped all the same."""
     server = start_server(GAN_MODELS_DIR=str(models_dir))
@@ -70,7 +74,7 @@ def test_a_cancel_right_after_the_start_ends_cancelled(models_dir: Path, start_s
     assert done["state"] == "cancelled", done
     assert done["error"] is None and done["published_version"] is None
     assert '"event"' not in httpx.get(f"{server.url}/v1/jobs/{job['id']}/log").text  # no progress
-    assert Repository(models_dir).versions("tiny-cgan") == [1]
+    assert Repository(tmp_path / "data" / "models", base=models_dir).versions("tiny-cgan") == [1]
     assert httpx.get(f"{server.url}/healthz").json() == {"status": "ok"}
 
 
