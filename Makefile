@@ -7,7 +7,7 @@ PIP := $(BIN)/pip install --disable-pip-version-check -q -c requirements/constra
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install serve test lint browser screenshots train classifier bench load fuzz audit clean
+.PHONY: install serve test lint browser kserve-client screenshots train classifier bench load fuzz audit clean
 .PHONY: image image-gpu image-test kubectl haproxy scale-test
 
 install: $(VENV)/.installed
@@ -39,8 +39,17 @@ lint: install
 	$(BIN)/ruff format --check core app training client tests benchmarks examples
 	$(BIN)/mypy
 
-test: install lint browser kubectl
+test: install lint browser kubectl kserve-client
 	$(BIN)/python -m pytest
+
+# KServe's v2 client, unmodified, for tests/app/oip/test_kserve_client.py: a venv of its own,
+# as its pins conflict with ours (requirements/kserve.txt).
+kserve-client: .venv-kserve/.installed
+
+.venv-kserve/.installed: requirements/kserve.txt
+	$(PYTHON) -m venv .venv-kserve
+	.venv-kserve/bin/pip install --disable-pip-version-check -q -r requirements/kserve.txt
+	touch $@
 
 # Debian's Chromium for the playground's browser test (Playwright drives it; Playwright's own
 # browser download is never used). Without it that test skips, and fails under CI=true.
@@ -122,4 +131,4 @@ image-test: install
 	$(BIN)/python -m pytest -m image tests/image
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis runs
+	rm -rf $(VENV) .venv-kserve .pytest_cache .mypy_cache .ruff_cache .hypothesis runs

@@ -68,21 +68,24 @@ async def server_metadata(request: Request) -> dict[str, Any]:
     return {"name": "gan-serve", "version": request.app.version, "extensions": EXTENSIONS}
 
 
+# Health answers by status (Triton's clients read that) and by body (KServe's read
+# {"live": true} and {"ready": true}); not ready is a 503, as KServe's own server answers.
 @router.get("/health/live")
 @router.head("/health/live")
-async def live() -> Response:
-    return Response()
+async def live() -> dict[str, bool]:
+    return {"live": True}
 
 
 @router.get("/health/ready")
 @router.head("/health/ready")
 async def ready(pool: PoolDep) -> Response:
-    """200 once every model has a serving version; the protocol's "false" is a 4xx."""
+    """200 once every model has a serving version, 503 before."""
     states = pool.readiness()
     unready = [f"{name}: {s['error'] or 'loading'}" for name, s in states.items() if not s["ready"]]
     if not states or unready:
-        return error(400, f"not ready: {'; '.join(unready) or 'the model repository is empty'}")
-    return Response()
+        why = "; ".join(unready) or "the model repository is empty"
+        return JSONResponse({"ready": False, "error": f"not ready: {why}"}, status_code=503)
+    return JSONResponse({"ready": True})
 
 
 @router.get("/models/{name}")

@@ -218,6 +218,8 @@ def test_unknown_models_versions_and_paths_are_404(app: TestClient) -> None:
 def test_health_heads_metrics_and_the_openapi_document(app: TestClient) -> None:
     assert app.head("/v2/health/live").status_code == 200
     assert app.head("/v2/health/ready").status_code == 200
+    assert app.get("/v2/health/live").json() == {"live": True}  # KServe's client reads these
+    assert app.get("/v2/health/ready").json() == {"ready": True}
     seeds = {"inputs": [{"name": "seed", "shape": [3], "datatype": "INT64", "data": [1, 2, 3]}]}
     assert app.post(SEEDED, json=seeds).status_code == 200
     metrics = app.get("/metrics").text
@@ -225,3 +227,12 @@ def test_health_heads_metrics_and_the_openapi_document(app: TestClient) -> None:
     assert 'route="/v2/models/{name}/infer",status="200"' in metrics
     paths = app.get("/openapi.json").json()["paths"]
     assert not [p for p in paths if p.startswith("/v2")]
+
+
+def test_a_server_with_nothing_to_serve_is_not_ready(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with TestClient(create_app(app_settings(tmp_path / "empty"))) as c:
+        r = c.get("/v2/health/ready")
+        assert r.status_code == 503 and r.json()["ready"] is False
+        assert "empty" in r.json()["error"]
+        assert c.get("/v2/health/live").json() == {"live": True}
