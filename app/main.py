@@ -27,6 +27,7 @@ from starlette.exceptions import HTTPException
 from app import docs, logs
 from app.api import datasets, discriminate, health, interpolate, jobs, models, project, sample
 from app.api.schemas import ERRORS, PROBLEM
+from app.cache import ResponseCache
 from app.jobs.queue import JobQueue
 from app.jobs.service import JobService
 from app.lanes import Lanes
@@ -60,6 +61,7 @@ class State(TypedDict):
     pool: ModelPool
     jobs: JobService
     lanes: Lanes
+    cache: ResponseCache
     projector: Projector
 
 
@@ -123,6 +125,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "pool": pool,
                 "jobs": JobService(queue, repo, settings),
                 "lanes": lanes,
+                "cache": ResponseCache(settings.response_cache_bytes, metrics),
                 "projector": Projector(settings),
             }
         finally:

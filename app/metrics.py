@@ -62,6 +62,15 @@ class Metrics:
             ["model", "version"],
             registry=r,
         )
+        self.cache_hits = Counter(
+            "gan_response_cache_hits", "samples answered from the response cache", registry=r
+        )
+        self.cache_misses = Counter(
+            "gan_response_cache_misses", "cacheable samples drawn anew", registry=r
+        )
+        self.cache_bytes = Gauge(
+            "gan_response_cache_bytes", "bytes of response bodies held in memory", registry=r
+        )
 
 
 class JobsCollector(Collector):

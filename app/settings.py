@@ -99,6 +99,12 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(
         60.0, gt=0, description="longest wait for an engine call before 503"
     )
+    response_cache_bytes: int = Field(
+        64 * 1024 * 1024, ge=0, description="samples of explicit seeds kept in memory; 0: none"
+    )
+    alias_max_age_s: int = Field(
+        10, ge=0, description="Cache-Control max-age of samples from an alias, not a version"
+    )
     max_json_values: int = Field(
         262_144,
         ge=16,

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from app.cache import ResponseCache
 from app.jobs.service import JobService
 from app.jobs.store import JobStore
 from app.lanes import Lanes
@@ -45,6 +46,11 @@ async def get_repo(request: Request) -> Repository:
     return repo
 
 
+async def get_cache(request: Request) -> ResponseCache:
+    cache: ResponseCache = request.state.cache
+    return cache
+
+
 async def get_lanes(request: Request) -> Lanes:
     lanes: Lanes = request.state.lanes
     return lanes
@@ -74,6 +80,7 @@ STATE: dict[Callable[..., Any], str] = {
     get_repo: "repo",
     get_jobs: "jobs",
     get_lanes: "lanes",
+    get_cache: "cache",
     get_projector: "projector",
 }
 
@@ -88,6 +95,7 @@ PoolDep = Annotated[ModelPool, Depends(get_pool)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 RepoDep = Annotated[Repository, Depends(get_repo)]
 LanesDep = Annotated[Lanes, Depends(get_lanes)]
+CacheDep = Annotated[ResponseCache, Depends(get_cache)]
 ProjectorDep = Annotated[Projector, Depends(get_projector)]
 JobServiceDep = Annotated[JobService, Depends(get_jobs)]
 JobStoreDep = Annotated[JobStore, Depends(get_job_store)]

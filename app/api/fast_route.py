@@ -7,13 +7,14 @@ and 0.41 / 0.44 with FastAPI's handler (event loop 168 against 259 us per reques
 0.55 against 0.34 / 0.39 with the engines in the server process (README, Benchmarks).
 
 A route qualifies when its endpoint is ``async``, returns a ``Response``, and takes one pydantic
-body model plus dependencies that read the lifespan state (``app.api.deps.STATE``) or check the
-body is JSON (``require_json``). FastAPI still builds the route and its OpenAPI entry from that
-same declaration; only the handler differs. It parses and validates the body in one pass of
-pydantic-core (``model_validate_json``, which also says where malformed JSON breaks) and reads
-the state straight from the request, where FastAPI's handler reads the body, decodes it with
-the standard library, validates the result and solves each dependency in turn, for a fifth of
-the event loop's time per request. Every other route gets FastAPI's own handler.
+body model, perhaps the ``Request``, and dependencies that read the lifespan state
+(``app.api.deps.STATE``) or check the body is JSON (``require_json``). FastAPI still builds the
+route and its OpenAPI entry from that same declaration; only the handler differs. It parses
+and validates the body in one pass of pydantic-core (``model_validate_json``, which also says
+where malformed JSON breaks) and reads the state straight from the request, where FastAPI's
+handler reads the body, decodes it with the standard library, validates the result and solves
+each dependency in turn, for a fifth of the event loop's time per request. Every other route
+gets FastAPI's own handler.
 
     router = APIRouter(route_class=FastJsonRoute)
 """
@@ -39,11 +40,14 @@ class FastJsonRoute(APIRoute):
         if plan is None:
             return super().get_route_handler()
         body_name, model, state_params = plan
+        request_name = self.dependant.request_param_name
         endpoint = self.endpoint
 
         async def handler(request: Request) -> Response:
             await require_json(request)
             kwargs: dict[str, Any] = {body_name: model.model_validate_json(await request.body())}
+            if request_name:
+                kwargs[request_name] = request
             state = request.state  # one lookup: each builds a new view of the scope's state
             for name, key in state_params:
                 kwargs[name] = getattr(state, key)
@@ -60,7 +64,7 @@ def _plan(route: APIRoute) -> tuple[str, type[BaseModel], list[tuple[str, str]]]
         return None
     if d.path_params or d.query_params or d.header_params or d.cookie_params:
         return None
-    if len(d.body_params) != 1 or d.request_param_name or d.response_param_name:
+    if len(d.body_params) != 1 or d.response_param_name:
         return None
     model = d.body_params[0].field_info.annotation
     if not (isinstance(model, type) and issubclass(model, BaseModel)):

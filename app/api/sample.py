@@ -3,23 +3,26 @@
 from __future__ import annotations
 
 import base64
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
-from app.api.deps import LanesDep, MetricsDep, PoolDep, SettingsDep, require_json
+from app import cache
+from app.api.deps import CacheDep, LanesDep, MetricsDep, PoolDep, SettingsDep, require_json
 from app.api.fast_route import FastJsonRoute
 from app.api.responses import binary, model_headers, off_loop
 from app.api.schemas import ERRORS, SampleItem, SampleRequest, SampleResponse, Seed
 from app.lanes import Lane
 from app.metrics import Metrics
 from app.serving import generation
-from app.serving.pool import ModelPool
+from app.serving.pool import LoadedModel, ModelPool
 from app.settings import Settings
 from core import imaging
 from core.errors import InvalidInput, LimitExceeded
 from core.latent import request_seeds
+from core.repository import parse_version
 
 router = APIRouter(tags=["sample"], responses=ERRORS, route_class=FastJsonRoute)
 
@@ -28,9 +31,11 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "model": SampleResponse,  # format=json
         "description": "png: an image or a grid; json: base64 PNGs with seeds and labels; "
-        "npy: uint8 [N, H, W, C]; zip: PNGs and manifest.json",
+        "npy: uint8 [N, H, W, C]; zip: PNGs and manifest.json. From explicit seeds or latents: "
+        "a strong ETag, and Cache-Control immutable for a version number, short for an alias",
         "content": {"image/png": {}, "application/x-npy": {}, "application/zip": {}},
-    }
+    },
+    304: {"description": "If-None-Match named this sample's ETag"},
 }
 
 
@@ -41,22 +46,27 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
     dependencies=[Depends(require_json)],
 )
 async def sample(
+    request: Request,
     body: SampleRequest,
     pool: PoolDep,
     settings: SettingsDep,
     metrics: MetricsDep,
     lanes: LanesDep,
+    responses: CacheDep,
 ) -> Response:
     """Generate n images; a seed names one image, whatever the batch it is drawn in."""
-    return await _sample(body, pool, settings, metrics, lanes.encoding)
+    served = Served(settings, metrics, lanes.encoding, responses)
+    return await _sample(body, pool, served, request.headers.get("if-none-match"))
 
 
 @router.get("/v1/sample.png", responses={200: PNG_GRID}, response_class=Response)
 async def sample_png(
+    request: Request,
     pool: PoolDep,
     settings: SettingsDep,
     metrics: MetricsDep,
     lanes: LanesDep,
+    responses: CacheDep,
     model: Annotated[str | None, Query(max_length=64)] = None,
     version: Annotated[str | None, Query(max_length=64)] = None,
     n: Annotated[int, Query(ge=1)] = 1,
@@ -76,16 +86,52 @@ async def sample_png(
         cols=cols,
         format="png",
     )
-    return await _sample(body, pool, settings, metrics, lanes.encoding)
+    served = Served(settings, metrics, lanes.encoding, responses)
+    return await _sample(body, pool, served, request.headers.get("if-none-match"))
+
+
+@dataclass(frozen=True)
+class Served:
+    """What drawing and answering a sample uses besides the request."""
+
+    settings: Settings
+    metrics: Metrics
+    lane: Lane  # where big encodes run
+    responses: cache.ResponseCache
 
 
 async def _sample(
-    body: SampleRequest, pool: ModelPool, settings: Settings, metrics: Metrics, lane: Lane
+    body: SampleRequest, pool: ModelPool, served: Served, if_none_match: str | None
 ) -> Response:
+    settings = served.settings
     if body.n > settings.max_n:
         raise LimitExceeded(f"n={body.n} is over the limit of {settings.max_n}", field="n")
     generation.check_truncation(body.truncation, settings.min_truncation)
     model = await pool.get(body.model, body.version)
+    if body.seed is None and body.seeds is None and body.latents is None:
+        return await _draw(body, model, served)  # random seeds: named by nothing, not cached
+    # A version number named with its model never changes; an alias may move.
+    pinned = body.model is not None and body.version is not None
+    pinned = pinned and parse_version(body.version) is not None  # type: ignore[arg-type]
+    tag = cache.entity_tag(
+        model.name, model.version, body.model_dump_json(exclude={"model", "version"}).encode()
+    )
+    control = cache.cache_control(pinned, settings.alias_max_age_s)
+    if cache.matches(if_none_match, tag):
+        return cache.not_modified(tag, control, model_headers(model))
+    response = served.responses.get(tag)
+    if response is None:
+        response = await _draw(body, model, served)
+        response.headers["ETag"] = tag
+        served.responses.put(tag, response)
+    # The same bytes whether a version number or an alias named them; how long they may be
+    # kept is this request's.
+    response.headers["Cache-Control"] = control
+    return response
+
+
+async def _draw(body: SampleRequest, model: LoadedModel, served: Served) -> Response:
+    lane = served.lane
     if body.latents is not None:
         out = await generation.from_latents(model, body.latents, body.labels)
     else:
@@ -96,7 +142,7 @@ async def _sample(
         out = await generation.sample(
             model, seeds, body.labels, body.truncation, with_latents=body.return_latents
         )
-    metrics.images_generated.labels(model.name, str(model.version)).inc(len(out.images))
+    served.metrics.images_generated.labels(model.name, str(model.version)).inc(len(out.images))
     headers = _seed_headers(out)
     if body.format == "npy":
         return binary(imaging.encode_npy(out.images), "npy", model, headers)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
@@ -26,6 +26,10 @@ def _router() -> APIRouter:
     async def fast(body: Body, settings: SettingsDep, pool: PoolDep) -> Response:
         return Response(f"{body.n} {settings.max_n} {type(pool).__name__}")
 
+    @router.post("/with-request")
+    async def with_request(request: Request, body: Body) -> Response:
+        return Response(f"{body.n} {request.headers['x-probe']}")
+
     @router.post("/query")
     async def with_query(body: Body, q: Annotated[int, Query()] = 0) -> Response:
         return Response(str(body.n + q))
@@ -45,6 +49,7 @@ def _handler_is_fast(router: APIRouter, path: str) -> bool:
 def test_only_routes_of_a_body_and_state_dependencies_take_the_fast_handler() -> None:
     router = _router()
     assert _handler_is_fast(router, "/fast")
+    assert _handler_is_fast(router, "/with-request")  # the request itself, for its headers
     assert not _handler_is_fast(router, "/query")  # query parameters: FastAPI's handler
     assert not _handler_is_fast(router, "/admin")  # a dependency that is not a state read
 
@@ -56,6 +61,7 @@ def test_the_fast_handler_reads_the_body_and_the_lifespan_state(models_dir) -> N
         r = client.post("/fast", json={"n": 5})
         assert r.status_code == 200 and r.text == "5 77 ModelPool"
         assert client.post("/query?q=2", json={"n": 5}).text == "7"
+        assert client.post("/with-request", json={"n": 5}, headers={"x-probe": "p"}).text == "5 p"
         bad = client.post("/fast", json={"n": "five"})
         assert bad.status_code == 422 and bad.json()["field"] == "n"
         wrong_type = client.post(
