@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from dataclasses import dataclass
 
 from fastapi import Response
 
@@ -49,10 +48,9 @@ def not_modified(tag: str, control: str, headers: dict[str, str]) -> Response:
     return Response(status_code=304, headers={"ETag": tag, "Cache-Control": control, **headers})
 
 
-@dataclass(frozen=True)
-class _Entry:
-    body: bytes
-    headers: list[tuple[bytes, bytes]]  # as sent, Content-Length, ETag and all
+# (body, headers as sent: Content-Length, ETag and all). Tuples of bytes only, which the cyclic
+# collector stops tracking: thousands of entries add nothing to its full collections.
+_Entry = tuple[bytes, tuple[tuple[bytes, bytes], ...]]
 
 
 class ResponseCache:
@@ -71,17 +69,18 @@ class ResponseCache:
             return None
         self._entries.move_to_end(tag)
         self.metrics.cache_hits.inc()
-        response = Response(entry.body)
-        response.raw_headers = list(entry.headers)
+        body, headers = entry
+        response = Response(body)
+        response.raw_headers = list(headers)
         return response
 
     def put(self, tag: str, response: Response) -> None:
         body = bytes(response.body)
         if len(body) > self.max_bytes or tag in self._entries:
             return
-        self._entries[tag] = _Entry(body, list(response.raw_headers))
+        self._entries[tag] = (body, tuple(response.raw_headers))
         self._bytes += len(body)
         while self._bytes > self.max_bytes:
-            _, evicted = self._entries.popitem(last=False)
-            self._bytes -= len(evicted.body)
+            _, (evicted, _) = self._entries.popitem(last=False)
+            self._bytes -= len(evicted)
         self.metrics.cache_bytes.set(self._bytes)

@@ -90,9 +90,10 @@ class Server:
             cwd=ROOT,
             # GAN_KEEP_ALIVE_S longer than any pause in a run: a keep-alive connection the
             # server closes just as a client reuses it is a client-side ReadError, not the
-            # server failing.
+            # server failing. No response cache: runs repeat their seeds, and the figures are
+            # of drawing samples, not of answering from memory.
             env={**os.environ, "GAN_LOG_LEVEL": "warning", "GAN_DATA_DIR": self.data,
-                 "GAN_KEEP_ALIVE_S": "60",
+                 "GAN_KEEP_ALIVE_S": "60", "GAN_RESPONSE_CACHE_BYTES": "0",
                  "GAN_REGISTRY_POLL_SECONDS": "0", "GAN_EMBEDDED_WORKER": "false", **env},
         )  # fmt: skip
         for _ in range(600):

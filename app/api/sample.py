@@ -122,11 +122,11 @@ async def _sample(
     response = served.responses.get(tag)
     if response is None:
         response = await _draw(body, model, served)
-        response.headers["ETag"] = tag
+        response.raw_headers.append((b"etag", tag.encode()))
         served.responses.put(tag, response)
     # The same bytes whether a version number or an alias named them; how long they may be
     # kept is this request's.
-    response.headers["Cache-Control"] = control
+    response.raw_headers.append((b"cache-control", control.encode()))
     return response
 
 
