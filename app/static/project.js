@@ -10,6 +10,13 @@ let file = null; // the last image, projected again when the model, version or o
 let originalUrl = null;
 let projected = null; // { latent, label } of the last answer
 let frames = [];
+let projectedBy = null; // the model and version the last projection was asked of
+
+// A refresh of the repository (a job published a version) that leaves the picked model and
+// version serving the same weights keeps the projection and its walk as they are.
+function servedBy() {
+  return `${store.name} v${store.resolve(store.version)}`;
+}
 
 export function init(section) {
   root = section;
@@ -37,12 +44,13 @@ export function init(section) {
   store.addEventListener("change", () => {
     fillLabels($("#project-label", root), store.classNames, "search");
     showConditional(root, store.conditional);
-    project(file);
+    if (servedBy() !== projectedBy) project(file);
   });
 }
 
 async function project(chosen) {
   if (!chosen || !store.name) return;
+  projectedBy = servedBy();
   if (chosen !== file) {
     file = chosen;
     if (originalUrl) URL.revokeObjectURL(originalUrl);

@@ -53,7 +53,8 @@ def test_a_serving_version_damaged_on_disk_serves_from_memory_and_is_reported(
     fault: str,
 ) -> None:
     damage, reported = DAMAGE[fault]
-    server = start_server(GAN_MODELS_DIR=str(models_dir))
+    # No response cache: "from memory" here means the engine's, each request drawn anew.
+    server = start_server(GAN_MODELS_DIR=str(models_dir), GAN_RESPONSE_CACHE_BYTES="0")
     repo = Repository(models_dir)
     body = {"model": "tiny-cgan", "seed": 3, "n": 4, "format": "npy"}
 

@@ -93,8 +93,11 @@ def test_concurrent_requests_are_batched_and_exact(models_dir: Path, start_serve
 
 
 def test_truncated_and_plain_requests_at_once_are_exact(models_dir: Path, start_server) -> None:  # type: ignore[no-untyped-def]
-    # The runtime draws latents from seeds, with each row's own truncation threshold.
-    server = start_server(GAN_MODELS_DIR=str(models_dir), GAN_MAX_DELAY_MS="100")
+    # The runtime draws latents from seeds, with each row's own truncation threshold. No
+    # response cache: each request alone must be drawn again, not answered from memory.
+    server = start_server(
+        GAN_MODELS_DIR=str(models_dir), GAN_MAX_DELAY_MS="100", GAN_RESPONSE_CACHE_BYTES="0"
+    )
     thresholds = [0.5, 0.9, 1.5, None, None, 0.5, None, 0.3]
     bodies = [
         {"model": "tiny-cgan", "seed": 700 + 3 * i, "n": 3, "format": "npy"}
@@ -110,7 +113,7 @@ def test_truncated_and_plain_requests_at_once_are_exact(models_dir: Path, start_
 
 
 def test_batching_off_gives_the_same_bytes(models_dir: Path, start_server) -> None:  # type: ignore[no-untyped-def]
-    on = start_server(GAN_MODELS_DIR=str(models_dir))
+    on = start_server(GAN_MODELS_DIR=str(models_dir), GAN_RESPONSE_CACHE_BYTES="0")
     off = start_server(GAN_MODELS_DIR=str(models_dir), GAN_BATCHING="false")
     body = {"model": "tiny-gan", "seed": 7, "n": 9, "format": "npy"}
     a = httpx.post(f"{on.url}/v1/sample", json=body).content

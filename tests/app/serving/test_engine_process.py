@@ -216,7 +216,8 @@ def _engines() -> list[multiprocessing.process.BaseProcess]:
 
 def test_the_service_survives_a_killed_engine_process(models_dir: Path) -> None:
     body = {"model": "tiny-gan", "seed": 11, "n": 4, "format": "npy"}
-    with TestClient(create_app(app_settings(models_dir))) as client:
+    # No response cache: the same request again must reach the engine.
+    with TestClient(create_app(app_settings(models_dir, response_cache_bytes=0))) as client:
         before = client.post("/v1/sample", json=body)
         assert before.status_code == 200
         engines = _engines()
