@@ -111,8 +111,8 @@ async def _sample(
     if body.seed is None and body.seeds is None and body.latents is None:
         return await _draw(body, model, served)  # random seeds: named by nothing, not cached
     # A version number named with its model never changes; an alias may move.
-    pinned = body.model is not None and body.version is not None
-    pinned = pinned and parse_version(body.version) is not None  # type: ignore[arg-type]
+    version = body.version
+    pinned = body.model is not None and version is not None and parse_version(version) is not None
     tag = cache.entity_tag(
         model.name, model.version, body.model_dump_json(exclude={"model", "version"}).encode()
     )

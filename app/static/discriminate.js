@@ -2,7 +2,7 @@
 
 import { request } from "./api.js";
 import { store } from "./store.js";
-import { $, fillLabels, formatNumber, h, Notice, showConditional } from "./ui.js";
+import { $, dropZone, fillLabels, formatNumber, h, Notice, showConditional } from "./ui.js";
 
 let root, notice;
 let files = []; // the last images, scored again when the model, version or label changes
@@ -11,17 +11,7 @@ let thumbs = [];
 export function init(section) {
   root = section;
   notice = new Notice(root);
-  const zone = $("#dropzone", root);
-  zone.addEventListener("dragover", (event) => {
-    event.preventDefault(); // allows the drop
-    zone.classList.add("over");
-  });
-  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
-  zone.addEventListener("drop", (event) => {
-    event.preventDefault();
-    zone.classList.remove("over");
-    score([...event.dataTransfer.files]);
-  });
+  dropZone($("#dropzone", root), score);
   $("#files", root).addEventListener("change", (event) => score([...event.target.files]));
   const form = $("#disc-form", root);
   form.addEventListener("submit", (event) => event.preventDefault());

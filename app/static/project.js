@@ -3,7 +3,7 @@
 
 import { request } from "./api.js";
 import { store } from "./store.js";
-import { $, fillLabels, formatNumber, Notice, parseSeed, showConditional } from "./ui.js";
+import { $, dropZone, fillLabels, formatNumber, Notice, parseSeed, showConditional } from "./ui.js";
 
 let root, notice;
 let file = null; // the last image, projected again when the model, version or options change
@@ -21,17 +21,7 @@ function servedBy() {
 export function init(section) {
   root = section;
   notice = new Notice(root);
-  const zone = $("#project-drop", root);
-  zone.addEventListener("dragover", (event) => {
-    event.preventDefault(); // allows the drop
-    zone.classList.add("over");
-  });
-  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
-  zone.addEventListener("drop", (event) => {
-    event.preventDefault();
-    zone.classList.remove("over");
-    project(event.dataTransfer.files[0]);
-  });
+  dropZone($("#project-drop", root), (dropped) => project(dropped[0]));
   $("#project-file", root).addEventListener("change", (event) => project(event.target.files[0]));
   const form = $("#project-form", root);
   form.addEventListener("submit", (event) => event.preventDefault());

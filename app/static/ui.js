@@ -86,3 +86,17 @@ export function parseSeed(text) {
 export function randomSeed() {
   return BigInt(crypto.getRandomValues(new Uint32Array(1))[0]);
 }
+
+// A drop target: files dropped on it go to onFiles; it shows "over" while something hovers.
+export function dropZone(zone, onFiles) {
+  zone.addEventListener("dragover", (event) => {
+    event.preventDefault(); // allows the drop
+    zone.classList.add("over");
+  });
+  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+  zone.addEventListener("drop", (event) => {
+    event.preventDefault();
+    zone.classList.remove("over");
+    onFiles([...event.dataTransfer.files]);
+  });
+}

@@ -310,6 +310,9 @@ def projection(page: Page, api: httpx.Client, digit: np.ndarray) -> None:
 
     page.get_by_role("tab", name="Projection").click()
     page.fill("#project-steps", "3")
+    # Leave the field now: its change event (which projects again) must not come later, when
+    # the walk's fields take the focus, and hide the walk it made.
+    page.press("#project-steps", "Tab")
     page.evaluate(DROP, ["#project-drop", [["digit.png", b64png(digit)]]])
     expect(page.locator("#project-out")).to_be_visible()
     wait_for_new_src(page, "#project-recon", None)
