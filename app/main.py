@@ -25,7 +25,17 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
 from app import docs, logs
-from app.api import datasets, discriminate, health, interpolate, jobs, models, project, sample
+from app.api import (
+    datasets,
+    discriminate,
+    exports,
+    health,
+    interpolate,
+    jobs,
+    models,
+    project,
+    sample,
+)
 from app.api.schemas import ERRORS, PROBLEM
 from app.cache import ResponseCache
 from app.jobs.queue import JobQueue
@@ -149,7 +159,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     # Flat, not include_router: since FastAPI 0.137 an included router stays a node that every
     # request is routed through again, about a fifth of a small /v1/sample's time (README).
-    for module in (sample, discriminate, project, interpolate, models, jobs, datasets, health, oip):
+    for module in (
+        sample,
+        discriminate,
+        project,
+        interpolate,
+        models,
+        jobs,
+        exports,
+        datasets,
+        health,
+        oip,
+    ):
         app.router.routes.extend(module.router.routes)
     docs.install(app)
     _mount_playground(app)

@@ -155,6 +155,9 @@ class Settings(BaseSettings):
     max_job_steps: int = Field(200_000, ge=1, description="max_steps allowed in a job")
     job_stale_s: float = Field(30.0, gt=0, description="heartbeat age at which a job is reaped")
     job_max_attempts: int = Field(3, ge=1, description="runs before a dying job is failed")
+    max_export_images: int = Field(
+        100_000_000, ge=1, description="images in one export job (POST /v1/exports)"
+    )
     max_dataset_bytes: int = Field(
         64 * 1024 * 1024, ge=1024, description="a dataset upload (unpacked: 4x)"
     )

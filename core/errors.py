@@ -114,6 +114,13 @@ class Unavailable(ApiError):
     title = "unavailable"
 
 
+class InsufficientStorage(ApiError):
+    """507: what was asked for would not fit on the server's disk."""
+
+    status = 507
+    title = "insufficient storage"
+
+
 class IntegrityError(ApiError):
     status = 500
     title = "integrity error"

@@ -1,4 +1,6 @@
-"""Retraining jobs over HTTP: submit, watch (JSON, server-sent events), cancel."""
+"""Jobs over HTTP: submit a retraining, watch any job (JSON, server-sent events), cancel, resume.
+
+Exports are jobs too; ``app/api/exports.py`` starts them and serves what they make."""
 
 from __future__ import annotations
 
@@ -74,6 +76,13 @@ async def get_job(job_id: JobId, store: JobStoreDep) -> Job:
 async def cancel(job_id: JobId, jobs: JobServiceDep) -> Job:
     """A queued job is cancelled at once; a running one checkpoints, stops, publishes nothing."""
     return await asyncio.to_thread(jobs.cancel, job_id)
+
+
+@router.post("/v1/jobs/{job_id}/resume", dependencies=[Depends(require_admin)])
+async def resume(job_id: JobId, jobs: JobServiceDep) -> Job:
+    """Queue a cancelled or failed job again: a training goes on from its checkpoint, an export
+    from its last finished shard."""
+    return await asyncio.to_thread(jobs.resume, job_id)
 
 
 @router.get("/v1/jobs/{job_id}/samples.png", response_class=FileResponse)

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from app.exports.plan import ExportSpec
 from app.jobs.store import Job, Promote
 from core import identifiers
 
@@ -209,6 +210,15 @@ class JobRequest(_Body):
     base_version: int | None = Field(None, ge=1, description="fine-tune from this version")
     dataset: DatasetId | None = Field(None, description="an uploaded dataset; default the digits")
     promote: Promote = "if_better"
+
+
+class ExportRequest(ExportSpec):
+    """An export as asked for: the version may be an alias, pinned to its number on submission."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    model: ModelName
+    version: VersionRef = None  # type: ignore[assignment]
 
 
 class Preset(BaseModel):

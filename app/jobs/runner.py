@@ -1,11 +1,12 @@
-"""Runs one job: the training child process, its progress, cancellation and promotion.
+"""Runs one job: the child process, its progress, cancellation and promotion.
 
-Training runs in ``python -m training train`` as a child process (crash isolation, real
-cancellation, its own memory); this supervisor, inside a queue worker, streams the child's
-JSON-line progress into the job record, beats a heartbeat, forwards cancellation as SIGTERM,
-and decides the outcome from the exit status (the protocol: ``training.events``). The child
-publishes the new version itself (export, parity check, atomic publish) without moving any
-alias; the job's promotion policy (``app.jobs.promotion``) is applied here.
+Training runs in ``python -m training train``, an export in ``python -m app.exports``, each as a
+child process (crash isolation, real cancellation, its own memory); this supervisor, inside a
+queue worker, streams the child's JSON-line progress into the job record, beats a heartbeat,
+forwards cancellation as SIGTERM, and decides the outcome from the exit status (the protocol:
+``training.events``). A training child publishes the new version itself (export, parity check,
+atomic publish) without moving any alias; the job's promotion policy (``app.jobs.promotion``)
+is applied here.
 """
 
 from __future__ import annotations
@@ -85,6 +86,18 @@ def run_job(
 
 
 def _command(settings: Settings, job: Job, folder: JobFolder, config: Path) -> list[str]:
+    if job.kind == "export":
+        return [
+            sys.executable, "-m", "app.exports",
+            "--spec", str(config),
+            "--out", str(folder.export.root),
+            "--stats", str(folder.run.stats),
+            "--models", str(settings.published_models),
+            "--base-models", str(settings.models_dir),
+            "--device", settings.device,
+            "--backend", settings.backend,
+            "--exit-with-parent",
+        ]  # fmt: skip
     cmd = [
         sys.executable, "-m", "training", "train",
         "--config", str(config),
@@ -161,6 +174,8 @@ def _finish(
         # unpromoted, and the job still ends as its owner asked.
         reason = "cancelled; not promoted" if job.published_version is not None else None
         store.patch(job_id, state="cancelled", finished=now, promotion_reason=reason)
+    elif returncode == 0 and job.kind == "export":
+        store.patch(job_id, state="succeeded", finished=now)
     elif returncode == 0 and job.published_version is not None:
         promoted, reason = promote(settings, job)
         store.patch(

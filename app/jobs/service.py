@@ -1,7 +1,9 @@
-"""Submitting and cancelling jobs: validation, the record, the queue, in one blocking call each.
+"""Submitting, cancelling and resuming jobs: validation, the record, the queue, in one blocking
+call each.
 
-The API runs these in a worker thread. A job is queued only with a config that validates
-against ``training.config`` (the same schema the CLI parses), within the deployment's limits.
+The API runs these in a worker thread. A training is queued only with a config that validates
+against ``training.config`` (the same schema the CLI parses), an export only with a spec that
+fits its version (``app.exports.plan``); either within the deployment's limits.
 
     >>> job = JobService(queue, repo, settings).submit("mnist-cdcgan", "cdcgan", {}, ...)
 """
@@ -9,15 +11,25 @@ against ``training.config`` (the same schema the CLI parses), within the deploym
 from __future__ import annotations
 
 import importlib.util
+import math
+import shutil
 from typing import Any
 
 from pydantic import ValidationError
 
+from app.exports.plan import ExportSpec, check_for_model, shard_count
 from app.jobs.datasets import DatasetStore
 from app.jobs.queue import JobQueue
 from app.jobs.store import Job, Progress, Promote
 from app.settings import Settings
-from core.errors import InvalidInput, NotFound, NotReady, TooManyRequests, Unavailable
+from core.errors import (
+    InsufficientStorage,
+    InvalidInput,
+    NotFound,
+    NotReady,
+    TooManyRequests,
+    Unavailable,
+)
 from core.repository import Repository
 from training.config import REMOTE, TrainConfig, load_config, preset_names, preset_path
 
@@ -53,14 +65,8 @@ class JobService:
         cfg = self.config(preset, overrides, dataset)
         if base_version is not None:
             self._check_base(model, base_version, cfg)
-        store = self.queue.store
-        queued = len(store.list("queued"))
-        if queued >= self.settings.max_queued_jobs:
-            raise TooManyRequests(
-                f"{queued} jobs are queued already; the limit is {self.settings.max_queued_jobs}"
-            )
-        job = store.create(
-            config=cfg.model_dump_json(),
+        return self._queue_new(
+            cfg.model_dump_json(),
             model=model,
             preset=preset,
             overrides=overrides,
@@ -69,6 +75,50 @@ class JobService:
             promote=promote,
             progress=Progress(max_steps=cfg.max_steps),
         )
+
+    def submit_export(self, fields: dict[str, Any], version: str | int | None) -> Job:
+        """Validate an export against its version (an alias is pinned to its number now),
+        the deployment's limits and the free disk, then record and queue it."""
+        model = fields["model"]
+        try:
+            number = self.repo.resolve(model, version)
+        except NotFound as e:
+            raise InvalidInput(e.detail, field="version" if version is not None else "model") from e
+        try:
+            spec = ExportSpec(**fields, version=number)
+        except ValidationError as e:
+            err = e.errors()[0]
+            raise InvalidInput(err["msg"], field=".".join(map(str, err["loc"])) or None) from e
+        manifest = self.repo.manifest(model, number)
+        if (why := check_for_model(spec, manifest.num_classes)) is not None:
+            raise InvalidInput(why, field="label_mix" if spec.label_mix else "label")
+        limit = self.settings.max_export_images
+        if spec.n > limit:
+            raise InvalidInput(f"n={spec.n} is over the limit of {limit} images", field="n")
+        needed = spec.n * math.prod(manifest.image_shape) * (3 if spec.format == "tar" else 1)
+        free = shutil.disk_usage(self.settings.data_dir).free
+        if needed > free:
+            raise InsufficientStorage(
+                f"the export needs about {needed / 1e9:.1f} GB; the server has {free / 1e9:.1f} GB"
+            )
+        progress = Progress(images=0, images_total=spec.n, shards=0, shards_total=shard_count(spec))
+        return self._queue_new(
+            spec.model_dump_json(),
+            kind="export",
+            model=model,
+            export=spec,
+            promote="never",
+            progress=progress,
+        )
+
+    def _queue_new(self, config: str, **fields: Any) -> Job:
+        store = self.queue.store
+        queued = len(store.list("queued"))
+        if queued >= self.settings.max_queued_jobs:
+            raise TooManyRequests(
+                f"{queued} jobs are queued already; the limit is {self.settings.max_queued_jobs}"
+            )
+        job = store.create(config=config, **fields)
         try:
             self.queue.enqueue(job.id)
         except NotReady:  # the 503 says no job was made: leave no record that would never run
@@ -79,6 +129,19 @@ class JobService:
     def cancel(self, job_id: str) -> Job:
         """A queued job is cancelled at once; a running one is asked to stop."""
         return self.queue.store.request_cancel(job_id)
+
+    def resume(self, job_id: str) -> Job:
+        """Queue a cancelled or failed job again; it goes on from where it stopped."""
+        store = self.queue.store
+        before = store.get(job_id)
+        job = store.request_resume(job_id)
+        try:
+            self.queue.enqueue(job_id)
+        except NotReady:  # left as it was: its owner resumes it again once the queue is back
+            kept = ("state", "finished", "error", "cancel_requested", "attempts")
+            store.transition(job_id, {"queued"}, **{k: getattr(before, k) for k in kept})
+            raise
+        return job
 
     def config(self, preset: str, overrides: dict[str, Any], dataset: str | None) -> TrainConfig:
         """The job's config: the client's overrides name built-in data at most (REMOTE), and an

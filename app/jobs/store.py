@@ -4,6 +4,7 @@
     <data_dir>/jobs/<id>/config.json  the validated training config the child runs
     <data_dir>/jobs/<id>/run/         the training run (training.events.RunFiles): checkpoints
     <data_dir>/jobs/<id>/log.txt      the child's output
+    <data_dir>/jobs/<id>/export/      an export's shards and manifest (app.exports.manifest)
 
 :class:`JobFolder` is the one place these paths are spelled out.
 
@@ -15,8 +16,10 @@ its child reads it). Either way every change is atomic: the file store replaces 
 a per-job file lock, the Redis store commits a WATCH/MULTI transaction, so readers on any replica
 never see a torn record and two writers never lose each other's update.
 
-States: queued -> running -> succeeded | failed | cancelled (running -> queued when a worker
-stops or dies mid-run: the job resumes from its checkpoint).
+A job is a training (kind ``train``) or an export (kind ``export``, ``app.exports``). States:
+queued -> running -> succeeded | failed | cancelled (running -> queued when a worker stops or dies
+mid-run: the job resumes from its checkpoint, or an export from its last finished shard;
+cancelled | failed -> queued when its owner resumes it).
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from app.exports.manifest import ExportFiles
+from app.exports.plan import ExportSpec
 from app.settings import Settings
 from core import identifiers
 from core.atomic import write_atomic
@@ -43,9 +48,12 @@ from training.events import RunFiles
 State = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
 Promote = Literal["never", "if_better", "always"]
+Kind = Literal["train", "export"]
 
 
 class Progress(BaseModel):
+    """A training's steps, or an export's images and shards."""
+
     step: int = 0
     max_steps: int = 0
     epoch: int | None = None
@@ -55,12 +63,18 @@ class Progress(BaseModel):
     d_fake: float | None = None
     images_per_s: float | None = None
     eta_s: float | None = None
+    images: int | None = None
+    images_total: int | None = None
+    shards: int | None = None
+    shards_total: int | None = None
 
 
 class Job(BaseModel):
     id: str
+    kind: Kind = "train"
     model: str
-    preset: str
+    preset: str | None = None  # training only
+    export: ExportSpec | None = None  # exports only
     overrides: dict[str, Any] = Field(default_factory=dict)
     base_version: int | None = None
     dataset: str | None = None
@@ -106,6 +120,10 @@ class JobFolder:
     @property
     def log(self) -> Path:
         return self.root / "log.txt"
+
+    @property
+    def export(self) -> ExportFiles:
+        return ExportFiles(self.root / "export")
 
     @property
     def lock(self) -> Path:
@@ -184,6 +202,29 @@ class JobStore(ABC):
                     update={"state": "cancelled", "finished": time.time(), "cancel_requested": True}
                 )
             return job.model_copy(update={"cancel_requested": True})
+
+        return self.update(job_id, change)
+
+    def request_resume(self, job_id: str) -> Job:
+        """Put a cancelled or failed job back to queued, as it stood: a training resumes from its
+        checkpoint, an export from its last finished shard."""
+
+        def change(job: Job) -> Job:
+            if job.state not in ("cancelled", "failed"):
+                raise Conflict(
+                    f"job {job_id} is {job.state}: only a cancelled or failed job resumes"
+                )
+            if job.published_version is not None:
+                raise Conflict(f"job {job_id} published version {job.published_version} already")
+            return job.model_copy(
+                update={
+                    "state": "queued",
+                    "cancel_requested": False,
+                    "finished": None,
+                    "error": None,
+                    "attempts": 0,
+                }
+            )
 
         return self.update(job_id, change)
 
