@@ -53,8 +53,8 @@ async def export_manifest(job_id: JobId, store: JobStoreDep) -> dict[str, Any]:
     files = await _files(store, job_id)
     try:
         return await asyncio.to_thread(manifest, files)
-    except FileNotFoundError as e:
-        raise NotFound(f"export {job_id} has not started yet") from e
+    except FileNotFoundError as e:  # a record whose folder was lost
+        raise NotFound(f"export {job_id} has no files") from e
 
 
 @router.get(

@@ -42,20 +42,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"error: {why}")
     engines = Engines.load(repo.version_dir(spec.model, spec.version), manifest, settings)
     files = ExportFiles(Path(args.out))
-    generator = manifest.artifacts.get("generator.onnx") or manifest.artifacts["generator.pt"]
-    write_header(
-        files,
-        spec,
-        {
-            "name": manifest.name,
-            "version": manifest.version,
-            "generator_sha256": generator,
-            "image_shape": manifest.image_shape,
-            "num_classes": manifest.num_classes,
-            "class_names": manifest.class_names,
-            "device": engines.device,
-        },
-    )
+    if not files.header.exists():  # run by hand, not by a job: nobody wrote it
+        write_header(files, spec, manifest)
     stop = threading.Event()
     parent = os.getppid()
 

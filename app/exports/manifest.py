@@ -1,6 +1,7 @@
 """An export's folder and its manifest: the one owner of both.
 
-    <job folder>/export/header.json        what the export is (spec, model, generator sha256)
+    <job folder>/export/header.json        what the export is (spec, model, generator sha256),
+                                           written on submission
     <job folder>/export/index.jsonl        one line per finished shard, appended and fsynced
     <job folder>/export/shard-000000.npz   the shards (app.exports.shards)
     <job folder>/export/manifest.json      header + every shard, written when the export ends
@@ -26,6 +27,7 @@ from typing import Any
 
 from app.exports.plan import ExportSpec, shard_count
 from core.atomic import write_atomic
+from core.repository import Manifest
 
 FORMAT = "gan-serve-export/1"
 
@@ -50,8 +52,18 @@ class ExportFiles:
         return self.root / name
 
 
-def write_header(files: ExportFiles, spec: ExportSpec, model: dict[str, Any]) -> None:
+def write_header(files: ExportFiles, spec: ExportSpec, version: Manifest) -> None:
+    """What the export is, written when it is submitted: its manifest exists from then on."""
     files.root.mkdir(parents=True, exist_ok=True)
+    generator = version.artifacts.get("generator.onnx") or version.artifacts.get("generator.pt")
+    model = {
+        "name": version.name,
+        "version": version.version,
+        "generator_sha256": generator,
+        "image_shape": version.image_shape,
+        "num_classes": version.num_classes,
+        "class_names": version.class_names,
+    }
     header = {"format": FORMAT, "spec": spec.model_dump(mode="json"), "model": model}
     write_atomic(files.header, json.dumps(header, indent=2).encode())
 

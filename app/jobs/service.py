@@ -10,13 +10,16 @@ fits its version (``app.exports.plan``); either within the deployment's limits.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import math
 import shutil
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import ValidationError
 
+from app.exports.manifest import ExportFiles, write_header
 from app.exports.plan import ExportSpec, check_for_model, shard_count
 from app.jobs.datasets import DatasetStore
 from app.jobs.queue import JobQueue
@@ -104,6 +107,7 @@ class JobService:
         progress = Progress(images=0, images_total=spec.n, shards=0, shards_total=shard_count(spec))
         return self._queue_new(
             spec.model_dump_json(),
+            functools.partial(write_header, spec=spec, version=manifest),
             kind="export",
             model=model,
             export=spec,
@@ -111,7 +115,10 @@ class JobService:
             progress=progress,
         )
 
-    def _queue_new(self, config: str, **fields: Any) -> Job:
+    def _queue_new(
+        self, config: str, prepare: Callable[[ExportFiles], None] | None = None, **fields: Any
+    ) -> Job:
+        """Record a job and queue it; ``prepare`` writes into its folder before it is queued."""
         store = self.queue.store
         queued = len(store.list("queued"))
         if queued >= self.settings.max_queued_jobs:
@@ -120,8 +127,10 @@ class JobService:
             )
         job = store.create(config=config, **fields)
         try:
+            if prepare is not None:
+                prepare(store.folder(job.id).export)
             self.queue.enqueue(job.id)
-        except NotReady:  # the 503 says no job was made: leave no record that would never run
+        except BaseException:  # a 503 (or a full disk) says no job was made: leave no record
             store.discard(job.id)
             raise
         return job

@@ -36,7 +36,7 @@ def export(engines: Engines, out: Path, stop_after: int | None = None, **fields:
         {"model": engines.manifest.name, "version": 1, "n": 50, "shard_size": 12, **fields}
     )
     files = ExportFiles(out)
-    write_header(files, spec, {"name": spec.model})
+    write_header(files, spec, engines.manifest)
     stop = threading.Event()
     shards_seen: list[Event] = []
 
