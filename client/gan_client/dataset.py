@@ -1,22 +1,27 @@
 """Labelled synthetic batches from gan-serve, as a PyTorch ``IterableDataset``.
 
 Training-side only: this module needs torch (``pip install 'gan-serve[train]'``), and nothing
-on the serving path imports it. It talks to the service through ``gan_client.client``.
+on the serving path imports it. :class:`GanDataset` draws from the live service through
+``gan_client.client``; :class:`ExportDataset` (``GanDataset.from_export``) reads a bulk export
+downloaded to disk (``gan_client.exports``), with no server at all.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from gan_client.client import GanClient
+from gan_client.exports import MANIFEST, read_shard
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 # The API's largest seed is 2**63 - 1 and image i of a batch uses base + i; bases drawn below
@@ -92,6 +97,22 @@ class GanDataset(IterableDataset[Batch]):
         self.prefetch = prefetch
         self.transform = transform
 
+    @classmethod
+    def from_export(
+        cls,
+        folder: str | Path,
+        *,
+        batch_size: int = 64,
+        shuffle: bool = True,
+        seed: int = 0,
+        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> ExportDataset:
+        """The same batches, from an export downloaded to ``folder``
+        (``GanClient.download_export``) instead of the live service."""
+        return ExportDataset(
+            folder, batch_size=batch_size, shuffle=shuffle, seed=seed, transform=transform
+        )
+
     def plan(self, b: int) -> tuple[int, np.ndarray]:
         """Global batch ``b``'s base seed and labels: a function of ``(seed, b)`` alone."""
         base = int(np.random.SeedSequence([self.seed, b]).generate_state(1, np.uint64)[0])
@@ -160,6 +181,88 @@ class GanDataset(IterableDataset[Batch]):
         if self.transform is not None:
             x = self.transform(x)
         return x, torch.from_numpy(labels)
+
+
+class ExportDataset(IterableDataset[Batch]):
+    """Every image of a downloaded export once per pass, as ``(images, labels)`` batches:
+    float32 [B, C, H, W] in [0, 1] and int64 [B], like :class:`GanDataset`.
+
+    DataLoader worker w of W reads shards w, w + W, ...; with ``shuffle``, the shard order and
+    the images within each shard are permuted by ``seed`` (and by the epoch, which
+    :meth:`set_epoch` sets), so a pass is the same however it is split across workers. Only
+    the last batch of a pass may be short. One shard is in memory at a time.
+
+    Example::
+
+        gan.download_export(job_id, "digits")
+        for images, labels in DataLoader(GanDataset.from_export("digits"), batch_size=None):
+            ...
+    """
+
+    def __init__(
+        self,
+        folder: str | Path,
+        *,
+        batch_size: int = 64,
+        shuffle: bool = True,
+        seed: int = 0,
+        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        self.folder = Path(folder)
+        try:
+            manifest = json.loads((self.folder / MANIFEST).read_text())
+        except FileNotFoundError as e:
+            raise ValueError(f"{folder} holds no complete export ({MANIFEST} is missing)") from e
+        if not manifest["model"]["num_classes"]:
+            raise ValueError(f"{manifest['model']['name']} is unconditional: no labels to train on")
+        self.shards = [self.folder / s["name"] for s in manifest["shards"]]
+        self.num_images = int(manifest["images"])
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.epoch = 0
+        self.transform = transform
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        """Batches in a pass over the whole export (with one worker)."""
+        return -(-self.num_images // self.batch_size)
+
+    def __iter__(self) -> Iterator[Batch]:
+        info = get_worker_info()
+        worker, workers = (0, 1) if info is None else (info.id, info.num_workers)
+        rng = np.random.default_rng([self.seed, self.epoch])
+        order = rng.permutation(len(self.shards)) if self.shuffle else range(len(self.shards))
+        x_left = np.empty((0, 0, 0, 0), dtype=np.uint8)  # a short batch carried on
+        y_left = np.empty(0, dtype=np.int64)
+        for i in list(order)[worker::workers]:
+            x, _, y = read_shard(self.shards[i])
+            if y is None:
+                raise ValueError(f"{self.shards[i].name} has no labels")
+            if self.shuffle:
+                within = np.random.default_rng([self.seed, self.epoch, int(i)]).permutation(len(y))
+                x, y = x[within], y[within]
+            if len(y_left):
+                x, y = np.concatenate([x_left, x]), np.concatenate([y_left, y])
+            whole = len(y) - len(y) % self.batch_size
+            for start in range(0, whole, self.batch_size):
+                rows = slice(start, start + self.batch_size)
+                yield self._batch(x[rows], y[rows])
+            x_left, y_left = x[whole:], y[whole:]
+        if len(y_left):
+            yield self._batch(x_left, y_left)
+
+    def _batch(self, images: np.ndarray, labels: np.ndarray) -> Batch:
+        x = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
+        x = x.to(torch.float32).div_(255)
+        if self.transform is not None:
+            x = self.transform(x)
+        return x, torch.from_numpy(labels.astype(np.int64))
 
 
 def _weights(mix: Sequence[float], k: int) -> np.ndarray:
