@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from tests.app.helpers import npy, problem, wait_state
-from tests.conftest import app_settings
+from tests.conftest import Server, app_settings
 
 
 def start_export(url: str, **body: object) -> dict:
@@ -101,6 +101,35 @@ def test_a_cancelled_export_resumes_keeping_its_finished_shards(
     assert starts[-1]["shards"] == len(before["shards"])  # the resume began where it stopped
     again = problem(httpx.post(f"{url}/v1/jobs/{job['id']}/resume"), 409)
     assert "succeeded" in again["detail"]
+
+
+def test_an_export_cut_by_a_server_restart_resumes_after_it(
+    models_dir: Path, tmp_path: Path
+) -> None:
+    env = {"GAN_MODELS_DIR": str(models_dir), "GAN_DATA_DIR": str(tmp_path / "data")}
+    first = Server(env)
+    try:
+        first.wait_ready()
+        job = start_export(first.url, n=100_000, shard_size=500)
+        with httpx.stream("GET", f"{first.url}/v1/jobs/{job['id']}/events", timeout=120) as r:
+            for line in r.iter_lines():
+                if line == "event: progress":
+                    break
+    finally:
+        first.stop()  # SIGTERM: the export stops at a shard boundary and goes back on the queue
+    index = tmp_path / "data" / "jobs" / job["id"] / "export" / "index.jsonl"
+    kept = len(index.read_text().splitlines())
+    assert 0 < kept < 200
+    second = Server(env)
+    try:
+        second.wait_ready()
+        done = wait_state(second.url, job["id"], {"succeeded", "failed"})
+        assert done["state"] == "succeeded", done
+        assert done["progress"]["images"] == 100_000
+    finally:
+        second.stop()
+    names = [json.loads(line)["name"] for line in index.read_text().splitlines()]
+    assert len(names) == len(set(names)) == 200  # no shard made twice
 
 
 @pytest.fixture
