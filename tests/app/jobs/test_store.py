@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from app.exports.plan import ExportSpec
 from app.jobs.redis_store import RedisJobStore
 from app.jobs.store import TERMINAL, FileJobStore, Job, JobFolder, JobStore, open_store
 from core.errors import Conflict, NotFound
@@ -177,6 +178,28 @@ def test_request_cancel_cancels_a_queued_job_and_flags_a_running_one(store: JobS
     assert "cancelled" in TERMINAL
     with pytest.raises(Conflict):
         store.request_cancel(queued.id)  # already cancelled
+
+
+def test_request_resume_requeues_a_cancelled_or_failed_job_only(store: JobStore) -> None:
+    spec = ExportSpec(model="tiny-cgan", version=1, n=10)
+    job = store.create(config=spec.model_dump_json(), kind="export", model="tiny-cgan", export=spec)
+    with pytest.raises(Conflict, match="queued"):
+        store.request_resume(job.id)
+    store.request_cancel(job.id)
+    resumed = store.request_resume(job.id)
+    assert resumed.state == "queued" and not resumed.cancel_requested and resumed.finished is None
+    assert [j.id for j in store.list("queued")] == [job.id] and store.list("cancelled") == []
+    assert _twin(store).get(job.id).export == spec  # the spec survives either backend
+    store.patch(job.id, state="failed", error="disk full", attempts=3)
+    again = store.request_resume(job.id)
+    assert again.state == "queued" and again.error is None and again.attempts == 0
+    store.patch(job.id, state="succeeded")
+    with pytest.raises(Conflict, match="succeeded"):
+        store.request_resume(job.id)
+    trained = store.create(config=CONFIG, model="tiny-cgan", preset="cdcgan")
+    store.patch(trained.id, state="cancelled", published_version=2)
+    with pytest.raises(Conflict, match="published version 2"):
+        store.request_resume(trained.id)
 
 
 def test_updating_a_job_with_no_folder_is_not_found(store: JobStore) -> None:
