@@ -7,7 +7,7 @@ PIP := $(BIN)/pip install --disable-pip-version-check -q -c requirements/constra
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install serve test lint browser kserve-client screenshots train classifier bench load fuzz audit clean
+.PHONY: install serve test lint browser kserve-client screenshots train classifier scores bench load fuzz audit clean
 .PHONY: image image-gpu image-test kubectl haproxy scale-test
 
 install: $(VENV)/.installed
@@ -17,7 +17,7 @@ install: $(VENV)/.installed
 PYTHON_OK := (3, 11) <= sys.version_info[:2] <= (3, 13)
 
 $(VENV)/.installed: $(VENV)/.serving
-	$(PIP) -e ".[train,redis,test]" -e "./client[torch]"
+	$(PIP) -e ".[train,redis,test]" -e "./client[torch,tar]"
 	touch $@
 
 # What serving needs and no more (the api image's set: no torch, no test tools). Without torch
@@ -96,9 +96,17 @@ train: install
 	  --name mnist-cdcgan --out models/ > runs/mnist-cdcgan.log 2>&1 & cdcgan=$$!; \
 	wait $$gan && wait $$cdcgan
 
+# The usefulness scores (training/usefulness.py) of every committed version, written into its
+# model.json beside the command: one version at a time, one thread (the small classifiers'
+# float results depend on the thread count). About 30 s a conditional version, 3 s otherwise.
+scores: install
+	for version in models/*/[0-9]*; do \
+	  OMP_NUM_THREADS=1 $(BIN)/python -m training score $$version || exit 1; done
+
 bench: install
 	$(BIN)/python -m benchmarks.serving
 	$(BIN)/python -m benchmarks.projection
+	$(BIN)/python -m benchmarks.exports
 
 # 64 concurrent clients against a server on loopback: only 200 and 503, flat memory.
 load: install

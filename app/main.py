@@ -28,7 +28,6 @@ from app import docs, logs
 from app.api import (
     datasets,
     discriminate,
-    exports,
     health,
     interpolate,
     jobs,
@@ -166,7 +165,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         interpolate,
         models,
         jobs,
-        exports,
         datasets,
         health,
         oip,

@@ -10,7 +10,9 @@ reads through it. Layout::
     <root>/<name>/aliases.json                   {"production": 3}
 
 A version is staged in a hidden folder and renamed into place whole, and aliases.json is
-replaced atomically, so a reader never sees half of either.
+replaced atomically, so a reader never sees half of either. A version's artifacts never change;
+its manifest may gain figures computed after it was published (:meth:`Repository.amend_metrics`),
+replaced atomically too.
 
 A repository may sit over a read-only ``base`` (the committed models, or the ones an image was
 built with): reads see both, the repository's own versions and aliases winning; writes go to the
@@ -384,6 +386,20 @@ class Repository:
             for alias in aliases:
                 self._set_alias_locked(name, alias, version)
         return sealed
+
+    def amend_metrics(self, name: str, version: int, key: str, figures: dict[str, Any]) -> Manifest:
+        """Set ``metrics[key]`` of one of this repository's own versions (not a base's) to
+        ``figures``; the rest of the manifest, and so every artifact's sha256, stays."""
+        path = self.root / check_name(name) / str(int(version)) / MANIFEST
+        if not path.is_file():
+            raise NotFound(f"{self.root} holds no {name} v{version} to amend", field="version")
+        with self._lock(name):
+            manifest = self.manifest(name, version)
+            amended = Manifest.from_dict(
+                {**manifest.to_dict(), "metrics": {**manifest.metrics, key: figures}}
+            )
+            _write_json_atomic(path, amended.to_dict())
+        return amended
 
     def set_alias(self, name: str, alias: str, version: int) -> None:
         self.versions(name)  # NotFound for an unknown model, before the lock makes its folder

@@ -1,4 +1,4 @@
-"""Command line: ``python -m training {train,evaluate,export,classifier} --help``."""
+"""Command line: ``python -m training {train,evaluate,score,export,report,classifier} --help``."""
 
 from __future__ import annotations
 
@@ -11,10 +11,15 @@ import sys
 import warnings
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.repository import Manifest
 from training.events import EXIT_STOPPED, EventType, encode
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from core.repository import Repository
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -117,65 +122,81 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _evaluate(args: argparse.Namespace) -> int:
+def _published_samples(
+    repo: Repository, name: str, version: int, samples: int
+) -> tuple[Manifest, np.ndarray, np.ndarray | None]:
+    """The version's manifest (artifacts checked), its generator.onnx's uint8 images
+    [N, 1, H, W] of seeds 1,000,000 on (the published evaluation's), and their labels
+    (class = seed index mod classes; None when unconditional)."""
     import numpy as np
     import onnxruntime as ort
 
     from core import imaging, latent
+
+    m = repo.verify(name, version)
+    session = ort.InferenceSession(str(repo.version_dir(name, version) / "generator.onnx"))
+    seeds = list(range(10**6, 10**6 + samples))
+    feeds: dict[str, np.ndarray] = {"z": latent.latents(seeds, m.latent.dim, m.latent.prior)}
+    labels = None
+    if m.conditional:
+        labels = np.arange(samples, dtype=np.int64) % m.num_classes
+        feeds["label"] = labels
+    images = imaging.to_uint8(session.run(["image"], feeds)[0], tuple(m.output_range))  # type: ignore[arg-type]
+    return m, images.transpose(0, 3, 1, 2), labels
+
+
+def _evaluate(args: argparse.Namespace) -> int:
     from core.repository import Repository
     from training.config import DatasetConfig
     from training.evaluate import Evaluator
 
     repo = Repository(args.models)
     version = repo.resolve(args.name, args.version)
-    m = repo.verify(args.name, version)
-    session = ort.InferenceSession(str(repo.version_dir(args.name, version) / "generator.onnx"))
-    seeds = list(range(10**6, 10**6 + args.samples))
-    feeds: dict[str, np.ndarray] = {"z": latent.latents(seeds, m.latent.dim, m.latent.prior)}
-    labels = None
-    if m.conditional:
-        labels = np.arange(args.samples, dtype=np.int64) % m.num_classes
-        feeds["label"] = labels
-    images = imaging.to_uint8(session.run(["image"], feeds)[0], tuple(m.output_range))  # type: ignore[arg-type]
+    m, images, labels = _published_samples(repo, args.name, version, args.samples)
     source = m.training.get("config", {}).get("dataset", {})
     evaluator = Evaluator(DatasetConfig.model_validate(source))
     report = {
-        "generated": evaluator.evaluate(images.transpose(0, 3, 1, 2), labels),
+        "generated": evaluator.evaluate(images, labels),
         "real_reference": evaluator.reference(),
     }
     print(json.dumps(report, indent=2))
     return 0
 
 
-def _report(args: argparse.Namespace) -> int:
-    """A markdown table of each model's serving version beside the real-data reference."""
+def _score(args: argparse.Namespace) -> int:
+    """Usefulness scores of a published version, written into its manifest."""
     from core.repository import Repository
+    from training.config import DatasetConfig, UsefulnessConfig, apply_overrides, parse_overrides
+    from training.evaluate import Evaluator
+    from training.export import EVAL_SAMPLES
+    from training.usefulness import usefulness
+
+    folder = Path(args.version_dir)
+    if not folder.name.isdigit():
+        raise SystemExit(f"{folder} is not a version folder (MODELS/NAME/VERSION)")
+    repo, name, version = Repository(folder.parent.parent), folder.parent.name, int(folder.name)
+    m, images, labels = _published_samples(repo, name, version, EVAL_SAMPLES)
+    config = m.training.get("config", {})
+    overrides = parse_overrides(args.set)
+    cfg = UsefulnessConfig.model_validate(apply_overrides(config.get("usefulness", {}), overrides))
+    evaluator = Evaluator(DatasetConfig.model_validate(config.get("dataset", {})))
+    source = f"{len(images)} samples of generator.onnx, seeds 1000000+"
+    block = usefulness(evaluator, images, labels, cfg, source=source)
+    sets = [f"--set {item}" for item in args.set]
+    block["command"] = " ".join(["python -m training score", str(folder), *sets])
+    repo.amend_metrics(name, version, "usefulness", block)
+    print(json.dumps(block, indent=2))
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    """Markdown tables: each model's serving version beside the real-data reference, then
+    every version's usefulness scores."""
+    from core.repository import Repository
+    from training.report import figures_table, usefulness_table
 
     repo = Repository(args.models)
-    print(
-        "| model | images | FID ↓ | classes covered | KL to uniform ↓ | label accuracy "
-        "| Parzen log-likelihood ↑ (± s.e.) |"
-    )
-    print("|---|---|---|---|---|---|---|")
-    for name in repo.models():
-        version = repo.resolve(name, None)
-        m = repo.manifest(name, version).metrics
-        if "generated" not in m:
-            continue
-        conditional = "label_accuracy" in m["generated"]
-        for label, figures in (
-            (f"{name} v{version}", m["generated"]),
-            ("training images", m["real_reference"]),
-        ):
-            cov = figures["mode_coverage"]
-            acc = figures.get("label_accuracy")
-            parzen = figures["parzen"]
-            print(
-                f"| {label} | {figures['samples']} | {figures['fid']:.2f} "
-                f"| {cov['classes_covered']}/10 | {cov['kl_to_uniform']:.4f} "
-                f"| {f'{acc:.1%}' if conditional and acc is not None else ''} "
-                f"| {parzen['mean']:.0f} ± {parzen['std_err']:.0f} (σ={parzen['sigma']:.3f}) |"
-            )
+    print("\n".join([*figures_table(repo), "", *usefulness_table(repo)]))
     return 0
 
 
@@ -255,7 +276,24 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("--samples", type=int, default=10_000)
     v.set_defaults(func=_evaluate)
 
-    r = sub.add_parser("report", help="a markdown table of the served versions' metrics")
+    s = sub.add_parser(
+        "score",
+        help="compute a published version's usefulness scores and write them into its manifest",
+        description="PRDC, CAS and NAS (training/usefulness.py) of 10,000 samples of a "
+        "published version, written atomically into its model.json as metrics.usefulness "
+        "with this command; the version's artifacts, and so their sha256s, stay as they are.",
+    )
+    s.add_argument("version_dir", help="a version folder, e.g. models/mnist-cdcgan/3")
+    s.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a usefulness field of the version's config (classifier_steps=200)",
+    )
+    s.set_defaults(func=_score)
+
+    r = sub.add_parser("report", help="markdown tables of the versions' figures and scores")
     r.add_argument("--models", default="models")
     r.set_defaults(func=_report)
 

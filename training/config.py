@@ -91,6 +91,20 @@ class OptimizerConfig(_Strict):
         return self
 
 
+class UsefulnessConfig(_Strict):
+    # The usefulness scores of a published version (training/usefulness.py): PRDC's
+    # neighbourhood, and the budget of the small classifiers behind CAS and NAS.
+    k: int = Field(5, ge=1, le=50, description="PRDC: the k-th nearest neighbour sets a radius")
+    classifier_steps: int = Field(
+        1000, ge=1, le=20_000, description="CAS, NAS: steps of each small classifier's training"
+    )
+    classifier_batch: int = Field(64, ge=1, le=1024)
+    seed: int = Field(0, ge=0, lt=2**63, description="the classifiers' and NAS's subset's seed")
+    nas_fraction: float = Field(
+        0.1, gt=0, le=1, description="NAS: the share of the training split that stays real"
+    )
+
+
 class TrainConfig(_Strict):
     architecture: Architecture = "paper-mlp"
     conditional: bool = False
@@ -115,6 +129,7 @@ class TrainConfig(_Strict):
         1000, ge=1, le=MAX_STEPS, description="steps between evaluations (and grids)"
     )
     eval_samples: int = Field(2000, ge=100, le=50_000)
+    usefulness: UsefulnessConfig = UsefulnessConfig()
     select: Literal["last", "best"] = Field(
         "last",
         description="weights to publish: the last step's, or those of the evaluation with the "
@@ -182,13 +197,16 @@ def load_config(
     path = Path(path)
     with open(path, "rb") as f:
         data = json.load(f) if path.suffix == ".json" else tomllib.load(f)
-    pairs: dict[str, Any] = {}
-    if isinstance(overrides, Mapping):
-        pairs.update(overrides)
-    else:
-        for item in overrides:
-            key, sep, value = item.partition("=")
-            if not sep:
-                raise ValueError(f"override {item!r} is not key=value")
-            pairs[key.strip()] = parse_value(value.strip())
+    pairs = dict(overrides) if isinstance(overrides, Mapping) else parse_overrides(overrides)
     return TrainConfig.model_validate(apply_overrides(data, pairs), context=context)
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """``key=value`` strings (``--set``) as dotted keys and values as TOML reads them."""
+    pairs: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"override {item!r} is not key=value")
+        pairs[key.strip()] = parse_value(value.strip())
+    return pairs

@@ -65,11 +65,11 @@ class Evaluator:
         return np.concatenate(feats), np.concatenate(preds)
 
     @cached_property
-    def _held_out_features(self) -> np.ndarray:
+    def held_out_features(self) -> np.ndarray:
         return self.classify(self.held_out.images)[0]
 
     @cached_property
-    def _train_features(self) -> np.ndarray:
+    def train_features(self) -> np.ndarray:
         return self.classify(self.train.images)[0]
 
     def evaluate(
@@ -86,11 +86,11 @@ class Evaluator:
         out: dict[str, Any] = {
             "samples": len(images),
             "held_out": len(self.held_out.labels),
-            "fid": metrics.fid(features, self._held_out_features),
+            "fid": metrics.fid(features, self.held_out_features),
             "mode_coverage": metrics.mode_coverage(predicted, 10).to_dict(),
         }
         if train_fid:
-            out["fid_train"] = metrics.fid(features, self._train_features)
+            out["fid_train"] = metrics.fid(features, self.train_features)
         if requested_labels is not None:
             out["label_accuracy"] = metrics.label_accuracy(predicted, requested_labels)
         if parzen:

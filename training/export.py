@@ -206,17 +206,21 @@ def publish_run(
 
 
 def evaluation(cfg: TrainConfig, g: nn.Module, num_classes: int) -> dict[str, Any]:
-    """Final figures on EVAL_SAMPLES images, beside the real-data reference."""
+    """Final figures on EVAL_SAMPLES images, beside the real-data reference, and their
+    usefulness scores (training/usefulness.py)."""
     from training.evaluate import for_dataset
+    from training.usefulness import usefulness
 
     evaluator = for_dataset(cfg.dataset)
     if evaluator is None:
         return {"skipped": "the evaluation classifier scores 28x28 grayscale digits only"}
     labels = np.arange(EVAL_SAMPLES, dtype=np.int64) % num_classes if cfg.conditional else None
-    images = generate(cfg, g, np.arange(10**6, 10**6 + EVAL_SAMPLES), labels)
+    images = _nchw(generate(cfg, g, np.arange(10**6, 10**6 + EVAL_SAMPLES), labels))
+    source = f"{EVAL_SAMPLES} samples of the exported generator (torch), seeds 1000000+"
     return {
-        "generated": evaluator.evaluate(_nchw(images), labels),
+        "generated": evaluator.evaluate(images, labels),
         "real_reference": evaluator.reference(),
+        "usefulness": usefulness(evaluator, images, labels, cfg.usefulness, source=source),
         "classifier": evaluator.classifier_info,
         "protocol": f"{EVAL_SAMPLES} samples (seeds 1000000+) vs the held-out split",
     }

@@ -12,12 +12,14 @@ from app.api.deps import PoolDep, RepoDep, require_admin, require_json
 from app.api.schemas import ERRORS, AliasUpdate, ModelDetail, ModelName, ModelSummary
 from core.errors import NotFound
 from core.repository import SAMPLES, Repository, check_name
+from core.scores import scores
 
 router = APIRouter(tags=["models"], responses=ERRORS)
 
 
 @router.get("/v1/models")
 async def list_models(repo: RepoDep, pool: PoolDep) -> list[ModelSummary]:
+    """Every model, its versions and aliases, and its production version's scores."""
     return await asyncio.to_thread(_summaries, repo, pool.serving_versions())
 
 
@@ -56,16 +58,18 @@ async def set_alias(
 def _summaries(repo: Repository, serving: dict[str, int | None]) -> list[ModelSummary]:
     out = []
     for name in repo.models():
-        versions = repo.versions(name)
-        manifest = repo.manifest(name, versions[-1]) if versions else None
+        listing = repo.listing(name)
+        manifest = repo.manifest(name, listing.versions[-1]) if listing.versions else None
+        production = repo.manifest(name, listing.resolve()) if listing.versions else None
         out.append(
             ModelSummary(
                 name=name,
-                versions=versions,
-                aliases=repo.aliases(name),
+                versions=list(listing.versions),
+                aliases=listing.aliases,
                 serving_version=serving.get(name),
                 architecture=manifest.architecture if manifest else None,
                 conditional=manifest.conditional if manifest else None,
+                scores=scores(production.metrics) if production else {},
             )
         )
     return out

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from app.exports.plan import ExportSpec
 from app.jobs.store import Job, Promote
 from core import identifiers
+from core.scores import DEFAULT_PROMOTE_ON, SCORES, ScoreName
 
 Seed = Annotated[int, Field(ge=0, le=2**63 - 1)]
 ModelName = Annotated[str, Field(min_length=1, max_length=64, pattern=identifiers.NAME_PATTERN)]
@@ -190,6 +191,10 @@ class ModelSummary(BaseModel):
     serving_version: int | None
     architecture: str | None
     conditional: bool | None
+    scores: dict[ScoreName, float] = Field(
+        description="the production version's scores (else the latest's): fid, cas, precision, "
+        "...; every figure and its protocol are in GET /v1/models/{name}"
+    )
 
 
 class ModelDetail(BaseModel):
@@ -210,6 +215,13 @@ class JobRequest(_Body):
     base_version: int | None = Field(None, ge=1, description="fine-tune from this version")
     dataset: DatasetId | None = Field(None, description="an uploaded dataset; default the digits")
     promote: Promote = "if_better"
+    promote_on: list[ScoreName] = Field(
+        default_factory=lambda: list(DEFAULT_PROMOTE_ON),
+        min_length=1,
+        max_length=len(SCORES),
+        description="if_better: the scores the new version must be no worse on than production "
+        "(fid lower is better, the others higher); one either version lacks is skipped",
+    )
 
 
 class ExportRequest(ExportSpec):

@@ -7,9 +7,9 @@
     labels  int64 [N]            conditional models only
 
 It is the default because it costs nothing to write (the export runs at the engine's speed:
-no per-image encoding), loads with numpy alone straight into a training batch, and is about
-as small as PNG for digits (a 28x28 PNG is ~300 bytes against 784 raw, but tar's 512-byte
-headers for each of its three members undo that).
+no per-image encoding), loads with numpy alone straight into a training batch, and is the
+smaller for small images: 800 bytes per 28x28 digit against tar's 3,074, where each of an
+image's three members takes a 512-byte header and is padded to 512 bytes.
 
 ``tar``: a WebDataset shard, for pipelines built on tar streams: per image, in this order,
 
@@ -25,7 +25,6 @@ from __future__ import annotations
 import io
 import json
 import tarfile
-from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
@@ -70,7 +69,3 @@ def _write_tar(
                 info.size = len(data)
                 info.mode = 0o644
                 tar.addfile(info, io.BytesIO(data))
-
-
-def suffix(path: Path) -> ShardFormat:
-    return "tar" if path.suffix == ".tar" else "npz"

@@ -14,7 +14,7 @@ import functools
 import importlib.util
 import math
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -57,6 +57,7 @@ class JobService:
         base_version: int | None,
         dataset: str | None,
         promote: Promote,
+        promote_on: Sequence[str],
     ) -> Job:
         """Validate, record and queue a job; 4xx errors name the field at fault."""
         if self.refuses_jobs:
@@ -76,6 +77,7 @@ class JobService:
             base_version=base_version,
             dataset=dataset,
             promote=promote,
+            promote_on=list(promote_on),
             progress=Progress(max_steps=cfg.max_steps),
         )
 
@@ -86,7 +88,7 @@ class JobService:
         try:
             number = self.repo.resolve(model, version)
         except NotFound as e:
-            raise InvalidInput(e.detail, field="version" if version is not None else "model") from e
+            raise InvalidInput(e.detail, field=e.field or "model") from e
         try:
             spec = ExportSpec(**fields, version=number)
         except ValidationError as e:

@@ -79,6 +79,7 @@ class Job(BaseModel):
     base_version: int | None = None
     dataset: str | None = None
     promote: Promote = "if_better"
+    promote_on: list[str] | None = None  # if_better's scores (core/scores.py); None: the default
     state: State = "queued"
     created: float = Field(default_factory=time.time)
     started: float | None = None

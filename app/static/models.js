@@ -61,6 +61,21 @@ function trained(training) {
   return `${training.steps} steps (${training.preset ?? "custom"})${kept}`;
 }
 
+const percent = (x) => (typeof x === "number" ? `${(x * 100).toFixed(1)}%` : "—");
+
+// metrics.usefulness (training/usefulness.py): CAS beside its real-data bar, NAS as its two
+// accuracies, PRDC as pairs. An unconditional model has no CAS or NAS.
+function usefulness(u) {
+  const prdc = u?.prdc;
+  const pair = (a, b) => (prdc ? `${formatNumber(prdc[a], 3)} / ${formatNumber(prdc[b], 3)}` : "—");
+  return [
+    ["CAS ↑", u?.cas === undefined ? "—" : `${percent(u.cas)} (real ${percent(u.cas_real)})`],
+    ["NAS ↑", u?.nas ? `${percent(u.nas.real_only)} → ${percent(u.nas.with_synthetic)}` : "—"],
+    ["Precision / recall ↑", pair("precision", "recall")],
+    ["Density → 1 / coverage ↑", pair("density", "coverage")],
+  ];
+}
+
 function card(m, detail, production) {
   const generated = m.metrics?.generated || {};
   const coverage = generated.mode_coverage;
@@ -74,13 +89,9 @@ function card(m, detail, production) {
       "Classes covered",
       coverage ? `${coverage.classes_covered} / ${coverage.histogram?.length ?? "?"}` : "—",
     ],
-    [
-      "Label accuracy",
-      typeof generated.label_accuracy === "number"
-        ? `${(generated.label_accuracy * 100).toFixed(1)}%`
-        : "—",
-    ],
+    ["Label accuracy", percent(generated.label_accuracy)],
     ["Parzen log-lik. ↑", formatNumber(generated.parzen?.mean, 0)],
+    ...usefulness(m.metrics?.usefulness),
   ];
   const badges = aliasesOf(detail, m.version).map((a) => h("span", { class: "badge", text: a }));
   if (detail.serving_version === m.version)

@@ -7,7 +7,8 @@ module that needs torch).
     ...     images, labels = gan.sample(16, seed=7, labels=3, model="mnist-cdcgan")
 """
 
-from gan_client.client import AsyncGanClient, GanClient
+from gan_client.async_client import AsyncGanClient
+from gan_client.client import GanClient
 from gan_client.errors import (
     AuthError,
     GanError,

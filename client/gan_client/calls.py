@@ -1,7 +1,7 @@
 """Each endpoint described once: the request, how to parse its answer, and when to retry.
 
-``GanClient`` and ``AsyncGanClient`` (``client.py``) differ only in how they send a ``Call``
-and how they sleep between attempts.
+``GanClient`` (``client.py``) and ``AsyncGanClient`` (``async_client.py``) differ only in how
+they send a ``Call`` and how they sleep between attempts.
 """
 
 from __future__ import annotations
@@ -10,9 +10,11 @@ import email.utils
 import io
 import random
 import time
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
@@ -23,9 +25,12 @@ from gan_client.errors import ERRORS, GanError, NotFoundError, UnreachableError
 
 T = TypeVar("T")
 Labels = int | Sequence[int] | np.ndarray | None
+# A uint8 [N, H, W, C] array, or encoded image files (PNG, JPEG, WebP) for the server to decode.
+Images = np.ndarray | Sequence[bytes]
 Version = int | str | None
 Samples = tuple[np.ndarray, np.ndarray | None]
 Scores = list[tuple[float, float]]
+Files = list[tuple[str, tuple[str, bytes, str]]]  # multipart: (field, (filename, data, type))
 # The jobs API's terminal states, restated so that the client needs no server code.
 TERMINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})
 USER_AGENT = "gan-serve-client/0.1.0"
@@ -50,6 +55,8 @@ class Call(Generic[T]):
     json: Any = None
     params: dict[str, str] | None = None
     content: bytes | None = None
+    data: dict[str, str] | None = None  # multipart text fields, beside files
+    files: Files | None = None
     headers: dict[str, str] | None = None
     idempotent: bool = True
 
@@ -60,17 +67,20 @@ class Call(Generic[T]):
             "json": self.json,
             "params": self.params,
             "content": self.content,
+            "data": self.data,
+            "files": self.files,
             "headers": self.headers,
         }
 
 
 def finish(call: Call[T], response: httpx.Response) -> T:
     if response.is_error:
-        raise _problem(response)
+        raise problem(response)
     return call.parse(response)
 
 
-def _problem(response: httpx.Response) -> GanError:
+def problem(response: httpx.Response) -> GanError:
+    """The typed error of an error answer, carrying its problem+json detail."""
     try:
         body = response.json()
     except ValueError:
@@ -87,7 +97,7 @@ def _problem(response: httpx.Response) -> GanError:
     )
 
 
-def _npy(response: httpx.Response) -> np.ndarray:
+def parse_npy(response: httpx.Response) -> np.ndarray:
     return np.load(io.BytesIO(response.content), allow_pickle=False)
 
 
@@ -95,10 +105,14 @@ def parse_json(response: httpx.Response) -> Any:
     return response.json()
 
 
+def parse_bytes(response: httpx.Response) -> bytes:
+    return response.content
+
+
 def parse_samples(response: httpx.Response) -> Samples:
     header = response.headers.get("x-labels")
     labels = None if header is None else np.array(header.split(","), dtype=np.int64)
-    return _npy(response), labels
+    return parse_npy(response), labels
 
 
 def _scores(response: httpx.Response) -> Scores:
@@ -150,10 +164,8 @@ def sample_call(
 
 
 def discriminate_call(
-    images: np.ndarray, labels: Labels, model: str | None, version: Version
+    images: Images, labels: Labels, model: str | None, version: Version, resize: bool
 ) -> Call[Scores]:
-    buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(images), allow_pickle=False)
     label_list = _label_json(labels)
     if isinstance(label_list, int):
         label_list = [label_list] * len(images)
@@ -161,7 +173,16 @@ def discriminate_call(
         model=model,
         version=None if version is None else str(version),
         labels=None if label_list is None else ",".join(map(str, label_list)),
+        resize="true" if resize else None,
     )
+    if not isinstance(images, np.ndarray):  # files: multipart, decoded by the server
+        files = [
+            ("images", (f"image-{i}", blob, "application/octet-stream"))
+            for i, blob in enumerate(images)
+        ]
+        return Call("POST", "/v1/discriminate", _scores, params=params, files=files)
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(images), allow_pickle=False)
     return Call(
         "POST",
         "/v1/discriminate",
@@ -177,6 +198,8 @@ def _endpoint(seed: int | None, latent: Sequence[float] | np.ndarray | None) -> 
 
 
 def interpolate_call(
+    fmt: str,
+    parse: Callable[[httpx.Response], T],
     from_seed: int | None,
     to_seed: int | None,
     from_latent: Sequence[float] | np.ndarray | None,
@@ -186,22 +209,49 @@ def interpolate_call(
     label: int | None,
     model: str | None,
     version: Version,
-) -> Call[np.ndarray]:
+) -> Call[T]:
     body = _compact(
         model=model,
         version=version,
         steps=steps,
         method=method,
         label=label,
-        format="npy",
+        format=fmt,
     )
     body["from"] = _endpoint(from_seed, from_latent)
     body["to"] = _endpoint(to_seed, to_latent)
-    return Call("POST", "/v1/interpolate", _npy, json=body)
+    return Call("POST", "/v1/interpolate", parse, json=body)
 
 
 def model_call(name: str) -> Call[dict[str, Any]]:
-    return Call("GET", f"/v1/models/{quote(name, safe='')}", parse_json)
+    return Call("GET", f"/v1/models/{_segment(name)}", parse_json)
+
+
+def alias_call(model: str, alias: str, version: int) -> Call[dict[str, Any]]:
+    path = f"/v1/models/{_segment(model)}/aliases/{_segment(alias)}"
+    return Call("PUT", path, parse_json, json={"version": version})
+
+
+def upload_call(path: Path, name: str | None) -> Call[dict[str, Any]]:
+    """A dataset upload: a .zip of class folders or an .npz as it is, a folder zipped here."""
+    if path.is_dir():
+        filename, data = f"{path.name}.zip", _zipped(path)
+    else:
+        filename, data = path.name, path.read_bytes()
+    files: Files = [("file", (filename, data, "application/octet-stream"))]
+    form = _compact(name=name)
+    # Not idempotent: every upload is stored under a new id.
+    return Call("POST", "/v1/datasets", parse_json, data=form, files=files, idempotent=False)
+
+
+def _zipped(folder: Path) -> bytes:
+    """``<class>/<image>`` files of ``folder`` as the zip the server takes."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as archive:
+        for file in sorted(folder.rglob("*")):
+            if file.is_file():
+                archive.write(file, file.relative_to(folder).as_posix())
+    return buf.getvalue()
 
 
 def manifest_of(detail: dict[str, Any], version: int) -> dict[str, Any]:
@@ -223,6 +273,7 @@ def submit_call(
     base_version: int | None,
     dataset: str | None,
     promote: str,
+    promote_on: Sequence[str] | None,
 ) -> Call[dict[str, Any]]:
     body = _compact(
         model=model,
@@ -231,13 +282,60 @@ def submit_call(
         base_version=base_version,
         dataset=dataset,
         promote=promote,
+        promote_on=None if promote_on is None else list(promote_on),
     )
     # Not idempotent: a resent submission whose first copy arrived would queue a second job.
     return Call("POST", "/v1/jobs", parse_json, json=body, idempotent=False)
 
 
-def job_call(method: str, job_id: str) -> Call[dict[str, Any]]:
-    return Call(method, f"/v1/jobs/{quote(job_id, safe='')}", parse_json)
+def export_call(
+    model: str,
+    n: int,
+    version: Version,
+    seed: int,
+    label: int | None,
+    label_mix: Sequence[float] | None,
+    truncation: float | None,
+    format: str,
+    shard_size: int | None,
+) -> Call[dict[str, Any]]:
+    body = _compact(
+        model=model,
+        n=n,
+        version=version,
+        seed=seed,
+        label=label,
+        label_mix=None if label_mix is None else [float(w) for w in label_mix],
+        truncation=truncation,
+        format=format,
+        shard_size=shard_size,
+    )
+    # Not idempotent, like a job submission: a resent one could queue a second export.
+    return Call("POST", "/v1/exports", parse_json, json=body, idempotent=False)
+
+
+def export_manifest_call(job_id: str) -> Call[dict[str, Any]]:
+    return Call("GET", f"/v1/exports/{_segment(job_id)}/manifest.json", parse_json)
+
+
+def job_call(method: str, job_id: str, action: str = "") -> Call[dict[str, Any]]:
+    """``method`` on a job, or on one of its actions (``resume``)."""
+    path = f"{job_path(job_id)}/{action}" if action else job_path(job_id)
+    # A resume resent after its first copy arrived would be a 409: sent once.
+    return Call(method, path, parse_json, idempotent=method != "POST")
+
+
+def job_log_call(job_id: str) -> Call[str]:
+    return Call("GET", f"{job_path(job_id)}/log", lambda r: r.text)
+
+
+def job_path(job_id: str) -> str:
+    return f"/v1/jobs/{_segment(job_id)}"
+
+
+def _segment(value: str) -> str:
+    """One path segment, escaped: a name holding "/" or "?" cannot reach another route."""
+    return quote(value, safe="")
 
 
 def poll_delay(record: dict[str, Any], deadline: float | None, poll: float) -> float | None:

@@ -2,9 +2,14 @@
 
     gan-serve serve --port 8000
     gan-serve --url http://127.0.0.1:8000 sample --n 64 --seed 1 --label 3 --out threes.png
+    gan-serve discriminate threes.npy --labels 3
+    gan-serve interpolate --from-seed 1 --to-seed 2 --steps 8 --out walk.png
     gan-serve models
+    gan-serve alias mnist-cdcgan production 3
+    gan-serve datasets upload pets.zip
     gan-serve jobs submit --model mnist-cdcgan --set max_steps=2000 --promote if_better
     gan-serve jobs watch 4be1c0ffee
+    gan-serve exports start --model mnist-cdcgan --n 1000000 --out digits
 
 ``--url`` defaults to ``$GAN_URL`` and ``--api-key`` to ``$GAN_API_KEY`` (the admin key the
 server is configured with). An error answer prints its problem detail and exits 2;
@@ -24,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from gan_client.calls import Images, Labels
 from gan_client.client import GanClient
 from gan_client.errors import GanError
 
@@ -54,7 +60,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--api-key",
         default=os.environ.get("GAN_API_KEY"),
-        help="admin key for jobs and aliases (default $GAN_API_KEY)",
+        help="admin key for jobs, aliases and dataset uploads (default $GAN_API_KEY)",
     )
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -74,8 +80,49 @@ def parser() -> argparse.ArgumentParser:
     sa.add_argument("--out", type=Path, required=True, help="grid.png, or images.npy (uint8)")
     sa.set_defaults(func=_sample)
 
+    d = sub.add_parser("discriminate", help="score images with a model's discriminator")
+    d.add_argument(
+        "files", nargs="+", type=Path, help="uint8 [N, H, W, C] .npy files, or image files"
+    )
+    d.add_argument(
+        "--labels",
+        type=_int_list,
+        help="conditional models: one label for every image, or one per image (3,1,4)",
+    )
+    d.add_argument("--model", help="default: the server's default model")
+    d.add_argument("--version", help="a number or an alias (default production)")
+    d.add_argument("--resize", action="store_true", help="scale image files to the model's size")
+    d.set_defaults(func=_discriminate)
+
+    i = sub.add_parser("interpolate", help="a walk between two seeds, as a PNG strip or .npy")
+    i.add_argument("--from-seed", type=int, required=True)
+    i.add_argument("--to-seed", type=int, required=True)
+    i.add_argument("--steps", type=int, default=8, help="frames, both ends included")
+    i.add_argument("--method", choices=["slerp", "lerp"], default="slerp")
+    i.add_argument("--label", type=int, help="conditional models: the class of every frame")
+    i.add_argument("--model", help="default: the server's default model")
+    i.add_argument("--version", help="a number or an alias (default production)")
+    i.add_argument("--out", type=Path, required=True, help="strip.png, or frames.npy (uint8)")
+    i.set_defaults(func=_interpolate)
+
     m = sub.add_parser("models", help="list the served models")
     m.set_defaults(func=_models)
+
+    a = sub.add_parser("alias", help="point an alias at a version (admin): promote, roll back")
+    a.add_argument("model")
+    a.add_argument("alias", help="production is what requests naming no version get")
+    a.add_argument("version", type=int)
+    a.set_defaults(func=_alias)
+
+    datasets = sub.add_parser("datasets", help="training data").add_subparsers(
+        dest="datasets_command", required=True
+    )
+    du = datasets.add_parser("upload", help="store a dataset (admin); prints its id")
+    du.add_argument("path", type=Path, help="a .zip of <class>/<image> files, an .npz, or a folder")
+    du.add_argument("--name", help="default: the file's name")
+    du.set_defaults(func=_upload)
+    dl = datasets.add_parser("list", help="uploaded datasets, newest first")
+    dl.set_defaults(func=_datasets)
 
     jobs = sub.add_parser("jobs", help="retraining jobs").add_subparsers(
         dest="jobs_command", required=True
@@ -93,6 +140,9 @@ def parser() -> argparse.ArgumentParser:
     js.add_argument("--base-version", type=int, help="fine-tune from this version")
     js.add_argument("--dataset", help="an uploaded dataset id (default: the built-in digits)")
     js.add_argument("--promote", choices=["never", "if_better", "always"], default="if_better")
+    js.add_argument(
+        "--promote-on", metavar="SCORES", help="what if_better compares: fid,cas (the default)"
+    )
     js.set_defaults(func=_submit)
 
     jl = jobs.add_parser("list", help="jobs, newest first")
@@ -100,14 +150,46 @@ def parser() -> argparse.ArgumentParser:
     jl.add_argument("--limit", type=int, default=50)
     jl.set_defaults(func=_list)
 
-    jw = jobs.add_parser("watch", help="a progress bar until the job ends")
+    jw = jobs.add_parser("watch", help="a progress bar, from the job's events, until it ends")
     jw.add_argument("id")
-    jw.add_argument("--poll", type=float, default=1.0, help="seconds between polls")
+    jw.add_argument(
+        "--poll", type=float, default=1.0, help="seconds between polls (servers without events)"
+    )
     jw.set_defaults(func=_watch)
+
+    jg = jobs.add_parser("log", help="the training process's output")
+    jg.add_argument("id")
+    jg.set_defaults(func=_log)
 
     jc = jobs.add_parser("cancel", help="cancel a job (admin)")
     jc.add_argument("id")
     jc.set_defaults(func=_cancel)
+
+    jr = jobs.add_parser("resume", help="queue a cancelled or failed job again (admin)")
+    jr.add_argument("id")
+    jr.set_defaults(func=_resume)
+
+    exports = sub.add_parser("exports", help="bulk exports of labelled images").add_subparsers(
+        dest="exports_command", required=True
+    )
+    es = exports.add_parser("start", help="queue an export (admin); prints its id")
+    es.add_argument("--model", required=True)
+    es.add_argument("--n", type=int, required=True, help="images")
+    es.add_argument("--version", help="a number or an alias, pinned now (default production)")
+    es.add_argument("--seed", type=int, default=0, help="image i uses seed + i")
+    labels = es.add_mutually_exclusive_group()
+    labels.add_argument("--label", type=int, help="one class for every image")
+    labels.add_argument("--label-mix", type=_float_list, help="a weight per class: 1,1,2,...")
+    es.add_argument("--truncation", type=float)
+    es.add_argument("--format", choices=["npz", "tar"], default="npz")
+    es.add_argument("--shard-size", type=int, help="images per shard (default 10000)")
+    es.add_argument("--out", type=Path, help="then download it here as it is made")
+    es.set_defaults(func=_export)
+    ed = exports.add_parser("download", help="fetch an export's shards; resumes where it stopped")
+    ed.add_argument("id")
+    ed.add_argument("out", type=Path)
+    ed.add_argument("--no-wait", action="store_true", help="only the shards finished now")
+    ed.set_defaults(func=_download)
     return p
 
 
@@ -156,6 +238,67 @@ def _sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _discriminate(args: argparse.Namespace) -> int:
+    files: list[Path] = args.files
+    arrays = [f for f in files if f.suffix == ".npy"]
+    if arrays and len(arrays) != len(files):
+        print("error: give .npy files or image files, not both", file=sys.stderr)
+        return EXIT_ERROR
+    images: Images
+    if arrays:
+        loaded = [np.load(f, allow_pickle=False) for f in arrays]
+        images = np.concatenate(loaded)
+        names = [f"{f}[{i}]" for f, a in zip(arrays, loaded, strict=True) for i in range(len(a))]
+    else:
+        images = [f.read_bytes() for f in files]
+        names = [str(f) for f in files]
+    labels: Labels = args.labels
+    if args.labels is not None and len(args.labels) == 1:
+        labels = args.labels[0]  # one label: the client gives it to every image
+    with _client(args) as gan:
+        scores = gan.discriminate(images, labels, args.model, args.version, args.resize)
+    rows = [["image", "probability_real", "logit"]]
+    rows += [
+        [name, f"{p:.6f}", f"{logit:.4f}"] for name, (p, logit) in zip(names, scores, strict=True)
+    ]
+    _table(rows)
+    return 0
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not comma-separated integers") from None
+
+
+def _float_list(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not comma-separated numbers") from None
+
+
+def _interpolate(args: argparse.Namespace) -> int:
+    out: Path = args.out
+    with _client(args) as gan:
+        request = {
+            "from_seed": args.from_seed,
+            "to_seed": args.to_seed,
+            "steps": args.steps,
+            "method": args.method,
+            "label": args.label,
+            "model": args.model,
+            "version": args.version,
+        }
+        if out.suffix == ".npy":
+            np.save(out, gan.interpolate(**request), allow_pickle=False)
+        else:
+            out.write_bytes(gan.interpolate_png(**request))
+    print(f"wrote {args.steps} frames to {out}", file=sys.stderr)
+    return 0
+
+
 def _models(args: argparse.Namespace) -> int:
     with _client(args) as gan:
         models = gan.models()
@@ -171,6 +314,38 @@ def _models(args: argparse.Namespace) -> int:
                 m["architecture"] or "-",
             ]
         )
+    _table(rows)
+    return 0
+
+
+def _alias(args: argparse.Namespace) -> int:
+    with _client(args) as gan:
+        done = gan.set_alias(args.model, args.alias, args.version)
+    print(f"{done['name']}: {done['alias']} -> version {done['version']}")
+    return 0
+
+
+def _upload(args: argparse.Namespace) -> int:
+    with _client(args) as gan:
+        meta = gan.upload_dataset(args.path, name=args.name)
+    print(meta["id"])  # alone on stdout, so scripts can capture it
+    shape = "x".join(map(str, meta["image_shape"]))
+    print(
+        f"{meta['size']} images {shape}, {meta['num_classes']} classes; train on it with: "
+        f"gan-serve jobs submit --dataset {meta['id']} ...",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _datasets(args: argparse.Namespace) -> int:
+    with _client(args) as gan:
+        datasets = gan.datasets()
+    rows = [["id", "name", "images", "classes", "shape", "created"]]
+    for d in datasets:
+        created = datetime.datetime.fromtimestamp(d["created"]).isoformat(timespec="seconds")
+        shape = "x".join(map(str, d["image_shape"]))
+        rows.append([d["id"], d["name"], str(d["size"]), str(d["num_classes"]), shape, created])
     _table(rows)
     return 0
 
@@ -191,6 +366,7 @@ def _submit(args: argparse.Namespace) -> int:
             base_version=args.base_version,
             dataset=args.dataset,
             promote=args.promote,
+            promote_on=None if args.promote_on is None else args.promote_on.split(","),
         )
     print(job["id"])  # alone on stdout, so scripts can capture it
     print(f"queued; follow it with: gan-serve jobs watch {job['id']}", file=sys.stderr)
@@ -225,6 +401,9 @@ def _watch(args: argparse.Namespace) -> int:
     with _client(args) as gan:
         job = gan.wait(args.id, poll=args.poll, progress=show)
     print(file=sys.stderr)
+    if job["state"] == "succeeded" and job.get("kind") == "export":
+        print(f"succeeded: {job['progress']['images']} images", file=sys.stderr)
+        return 0
     if job["state"] == "succeeded":
         version = job.get("published_version")
         promoted = "promoted" if job.get("promoted") else "not promoted"
@@ -239,6 +418,8 @@ def progress_line(record: dict[str, Any]) -> str:
     """``[#####.....] 120/400 running  loss_d 0.612  loss_g 1.204  ETA 0:01:23``"""
     p = record["progress"]
     step, total = p["step"], p["max_steps"]
+    if record.get("kind") == "export":
+        step, total = p["images"] or 0, p["images_total"] or 0
     filled = int(BAR_WIDTH * step / total) if total else 0
     parts = [f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {step}/{total} {record['state']}"]
     for key in ("loss_d", "loss_g"):
@@ -249,11 +430,57 @@ def progress_line(record: dict[str, Any]) -> str:
     return "  ".join(parts)
 
 
+def _log(args: argparse.Namespace) -> int:
+    with _client(args) as gan:
+        sys.stdout.write(gan.job_log(args.id))
+    return 0
+
+
 def _cancel(args: argparse.Namespace) -> int:
     with _client(args) as gan:
         job = gan.cancel_job(args.id)
     note = "cancelled" if job["state"] == "cancelled" else "cancel requested; it stops soon"
     print(f"{job['id']}: {note}")
+    return 0
+
+
+def _resume(args: argparse.Namespace) -> int:
+    with _client(args) as gan:
+        print(f"{gan.resume_job(args.id)['id']}: queued again")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    with _client(args) as gan:
+        job = gan.start_export(
+            args.model,
+            args.n,
+            version=args.version,
+            seed=args.seed,
+            label=args.label,
+            label_mix=args.label_mix,
+            truncation=args.truncation,
+            format=args.format,
+            shard_size=args.shard_size,
+        )
+    print(job["id"])
+    if args.out is None:
+        return 0
+    args.id, args.no_wait = job["id"], False
+    return _download(args)
+
+
+def _download(args: argparse.Namespace) -> int:
+    """Shards as they are made, a line per shard; Ctrl-C stops the download, not the export."""
+
+    def show(entry: dict[str, Any]) -> None:
+        print(f"\r{entry['name']}  {entry['count']} images", end="", file=sys.stderr, flush=True)
+
+    with _client(args) as gan:
+        manifest = gan.download_export(args.id, args.out, wait=not args.no_wait, progress=show)
+    print(file=sys.stderr)
+    done = "complete" if manifest["complete"] else "not complete yet"
+    print(f"{manifest['images']} images in {len(manifest['shards'])} shards in {args.out}: {done}")
     return 0
 
 

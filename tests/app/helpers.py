@@ -39,6 +39,7 @@ TINY_JOB = {
     "eval_samples": 100,
     "log_every": 2,
     "checkpoint_every": 4,
+    "usefulness.classifier_steps": 20,  # CAS and NAS at export: seconds, not a minute
 }
 
 

@@ -18,6 +18,8 @@ from app.settings import Settings
 from core import imaging
 from core.datasets import load_dataset
 from core.repository import Repository
+from core.scores import scores
+from training.report import figures_table, usefulness_table
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ["mnist-cdcgan", "mnist-gan"]
@@ -60,6 +62,37 @@ def test_the_served_versions_meet_the_quality_bar() -> None:
     cdcgan = repo.manifest("mnist-cdcgan", repo.resolve("mnist-cdcgan", None)).metrics
     assert cdcgan["generated"]["label_accuracy"] >= 0.95
     assert cdcgan["generated"]["fid"] <= 3 * cdcgan["real_reference"]["fid"]
+
+
+def test_every_committed_version_carries_its_usefulness_scores() -> None:
+    repo = Repository(ROOT / "models")
+    for name in COMMITTED:
+        for version in repo.versions(name):
+            m = repo.manifest(name, version)
+            block = m.metrics["usefulness"]
+            assert block["command"] == f"python -m training score models/{name}/{version}"
+            assert block["protocol"]["samples"] == 10_000
+            expected = {"precision", "recall", "density", "coverage"}
+            expected |= {"cas", "nas"} if m.conditional else set()
+            assert expected <= scores(m.metrics).keys(), (name, version)
+            assert ("cas_real" in block) == m.conditional
+
+
+def test_the_model_listing_shows_the_production_versions_scores(client: TestClient) -> None:
+    repo = Repository(ROOT / "models")
+    listing = {m["name"]: m for m in client.get("/v1/models").json()}
+    for name in COMMITTED:
+        production = repo.manifest(name, repo.resolve(name, None))
+        assert listing[name]["scores"] == scores(production.metrics)
+    assert {"fid", "cas", "precision", "coverage"} <= listing["mnist-cdcgan"]["scores"].keys()
+
+
+def test_the_readme_tables_are_the_committed_figures() -> None:
+    """`python -m training report` prints them; the README shows what it prints."""
+    readme = (ROOT / "README.md").read_text()
+    repo = Repository(ROOT / "models")
+    missing = [line for line in figures_table(repo) + usefulness_table(repo) if line not in readme]
+    assert missing == []
 
 
 @pytest.mark.parametrize("name", COMMITTED)

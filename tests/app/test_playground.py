@@ -32,7 +32,7 @@ from tests.conftest import ROOT, app_settings
 from .helpers import TINY_JOB
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, FilePayload, Page
+    from playwright.sync_api import Browser, FilePayload, Locator, Page
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -355,7 +355,19 @@ def promote_and_roll_back(page: Page, api: httpx.Client) -> None:
     expect(page.locator("#versions article")).to_have_count(2)
     # The job kept its best evaluation (step 6 or 12): the card says which it published.
     kept = re.compile(r"12 steps \([^)]*\), step (6|12) kept")
-    expect(page.locator("#versions article").filter(has_text="v2")).to_contain_text(kept)
+    v2 = page.locator("#versions article").filter(has_text="v2")
+    expect(v2).to_contain_text(kept)
+    # Its usefulness scores, measured at export: CAS beside the real bar, PRDC in pairs.
+    scores = api.get("/v1/models/tiny-cgan").json()["versions"][1]["metrics"]["usefulness"]
+
+    def fact(version: int, name: str) -> Locator:
+        card = page.locator(f"#versions article[aria-labelledby=version-{version}]")
+        return card.locator("dt", has_text=name).locator("xpath=following-sibling::dd[1]")
+
+    cas = f"{scores['cas']:.1%} (real {scores['cas_real']:.1%})"
+    expect(fact(2, "CAS ↑")).to_have_text(cas)
+    expect(fact(2, "Precision / recall ↑")).to_have_text(re.compile(r"^\d\.\d{3} / \d\.\d{3}$"))
+    expect(fact(1, "CAS ↑")).to_have_text("—")  # v1 was published unevaluated
     page.get_by_role("button", name="Promote v2").click()
     expect(page.locator("#models .status")).to_have_text("tiny-cgan: production → v2 (was v1).")
     assert api.get("/v1/models/tiny-cgan").json()["aliases"] == {"production": 2}

@@ -13,9 +13,12 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from gan_client import GanClient
 from gan_client.cli import progress_line
 from PIL import Image
 
+from core import imaging
+from tests.app.helpers import TINY_JOB
 from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,11 +79,14 @@ def test_models_and_jobs(models_dir: Path, start_server) -> None:  # type: ignor
         "max_steps=3",
         "--promote",
         "never",
+        "--promote-on",
+        "fid,nas",
     ]
     submitted = cli(server.url, *submit, api_key="k3y")
     assert submitted.returncode == 0, submitted.stderr
     job_id = submitted.stdout.strip()
-    assert httpx.get(f"{server.url}/v1/jobs/{job_id}").json()["overrides"] == {"max_steps": 3}
+    record = httpx.get(f"{server.url}/v1/jobs/{job_id}").json()
+    assert record["overrides"] == {"max_steps": 3} and record["promote_on"] == ["fid", "nas"]
     listed = cli(server.url, "jobs", "list")
     assert listed.returncode == 0 and job_id in listed.stdout and "queued" in listed.stdout
     cancelled = cli(server.url, "jobs", "cancel", job_id, api_key="k3y")
@@ -89,6 +95,74 @@ def test_models_and_jobs(models_dir: Path, start_server) -> None:  # type: ignor
     assert watched.returncode == 1 and "cancelled" in watched.stderr
 
     denied = cli(server.url, *submit)  # no key
+    assert denied.returncode == 2 and "401" in denied.stderr
+
+
+def test_discriminate_and_interpolate_print_the_clients_answers(  # type: ignore[no-untyped-def]
+    models_dir: Path, start_server, tmp_path: Path
+) -> None:
+    server = start_server(GAN_MODELS_DIR=str(models_dir))
+    with GanClient(server.url) as gan:
+        images, _ = gan.sample(3, seed=5, model="tiny-cgan")
+        scores = gan.discriminate(images, labels=[1, 2, 3], model="tiny-cgan")
+        sevens = gan.discriminate(images, labels=7, model="tiny-cgan")
+        walk = {"from_seed": 1, "to_seed": 9, "steps": 5, "method": "lerp", "model": "tiny-gan"}
+        frames, strip = gan.interpolate(**walk), gan.interpolate_png(**walk)
+    np.save(tmp_path / "three.npy", images)
+    pngs = [tmp_path / f"{i}.png" for i in range(3)]
+    for path, image in zip(pngs, images, strict=True):
+        path.write_bytes(imaging.encode_png(image))
+
+    model = ["--model", "tiny-cgan"]
+    from_npy = cli(
+        server.url, "discriminate", str(tmp_path / "three.npy"), "--labels", "1,2,3", *model
+    )
+    from_png = cli(server.url, "discriminate", *map(str, pngs), "--labels", "7", *model)
+    assert from_npy.returncode == 0 and from_png.returncode == 0, from_npy.stderr + from_png.stderr
+    npy_rows = [line.split() for line in from_npy.stdout.splitlines()]
+    assert npy_rows[0] == ["image", "probability_real", "logit"]
+    assert [row[0] for row in npy_rows[1:]] == [f"{tmp_path / 'three.npy'}[{i}]" for i in range(3)]
+    np.testing.assert_allclose(
+        [[float(x) for x in row[1:]] for row in npy_rows[1:]], scores, atol=1e-4
+    )
+    png_rows = [line.split() for line in from_png.stdout.splitlines()[1:]]
+    assert [row[0] for row in png_rows] == list(map(str, pngs))
+    np.testing.assert_allclose([[float(x) for x in row[1:]] for row in png_rows], sevens, atol=1e-4)
+
+    args = ["interpolate", "--from-seed", "1", "--to-seed", "9", "--steps", "5", "--method", "lerp"]
+    for out in (tmp_path / "walk.npy", tmp_path / "walk.png"):
+        made = cli(server.url, *args, "--model", "tiny-gan", "--out", str(out))
+        assert made.returncode == 0, made.stderr
+    np.testing.assert_array_equal(np.load(tmp_path / "walk.npy"), frames)
+    assert (tmp_path / "walk.png").read_bytes() == strip
+
+
+def test_datasets_watch_log_and_alias(  # type: ignore[no-untyped-def]
+    models_dir: Path, start_server, tmp_path: Path
+) -> None:
+    server = start_server(GAN_MODELS_DIR=str(models_dir), GAN_API_KEY="k3y")
+    noise = np.random.default_rng(0).integers(0, 256, (32, 28, 28), dtype=np.uint8)
+    np.savez(tmp_path / "noise.npz", images=noise, labels=np.arange(32) % 2)
+    uploaded = cli(server.url, "datasets", "upload", str(tmp_path / "noise.npz"), api_key="k3y")
+    assert uploaded.returncode == 0, uploaded.stderr
+    dataset = uploaded.stdout.strip()
+    listed = cli(server.url, "datasets", "list")
+    assert listed.stdout.splitlines()[1].split()[:5] == [dataset, "noise.npz", "32", "2", "1x28x28"]
+    with GanClient(server.url, api_key="k3y") as gan:
+        overrides = {**TINY_JOB, "max_steps": 4}
+        job = gan.submit_job("tiny-cgan", overrides=overrides, dataset=dataset, promote="never")
+
+    watched = cli(server.url, "jobs", "watch", job["id"])
+    assert watched.returncode == 0, watched.stderr
+    assert "] 2/4 running  loss_d" in watched.stderr  # a progress event, between the records
+    assert watched.stderr.splitlines()[-1] == "succeeded: version 2, not promoted"
+    logged = cli(server.url, "jobs", "log", job["id"])
+    assert logged.returncode == 0 and '"event": "completed"' in logged.stdout
+    aliased = cli(server.url, "alias", "tiny-cgan", "production", "2", api_key="k3y")
+    assert aliased.stdout.strip() == "tiny-cgan: production -> version 2", aliased.stderr
+    with GanClient(server.url) as gan:
+        assert gan.resolve("tiny-cgan")["version"] == 2
+    denied = cli(server.url, "alias", "tiny-cgan", "production", "1")
     assert denied.returncode == 2 and "401" in denied.stderr
 
 
@@ -184,3 +258,39 @@ def _healthy(url: str, proc: subprocess.Popen[str], timeout: float = 60) -> None
             pass
         time.sleep(0.1)
     raise AssertionError(f"no live server at {url}")
+
+
+def test_one_command_exports_stops_resumes_and_downloads(  # type: ignore[no-untyped-def]
+    models_dir: Path, start_server, tmp_path: Path
+) -> None:
+    url = start_server(GAN_MODELS_DIR=str(models_dir)).url
+    out = tmp_path / "digits"
+    args = ["exports", "start", "--model", "tiny-cgan", "--n", "30", "--shard-size", "10"]
+    made = cli(url, *args, "--label-mix", "1,0,0,0,0,0,0,0,0,1", "--out", str(out))
+    assert made.returncode == 0, made.stderr
+    job_id = made.stdout.splitlines()[0]
+    assert "30 images in 3 shards" in made.stdout and "complete" in made.stdout
+    with GanClient(url) as gan:
+        assert gan.download_export(job_id, out) == json.loads((out / "manifest.json").read_text())
+        assert gan.job(job_id)["export"]["label_mix"][9] == 1.0
+
+    big = cli(url, "exports", "start", "--model", "tiny-cgan", "--n", "100000",
+              "--shard-size", "500")  # fmt: skip
+    big_id = big.stdout.strip()
+    with GanClient(url) as gan:
+        for kind, _ in gan.events(big_id):
+            if kind == "progress":
+                break
+        assert cli(url, "jobs", "cancel", big_id).returncode == 0
+        assert gan.wait(big_id)["state"] == "cancelled"
+        part = cli(url, "exports", "download", big_id, str(tmp_path / "big"), "--no-wait")
+        assert part.returncode == 0 and "not complete yet" in part.stdout, part.stdout
+        resumed = cli(url, "jobs", "resume", big_id)
+        assert resumed.returncode == 0 and "queued again" in resumed.stdout
+        rest = cli(url, "exports", "download", big_id, str(tmp_path / "big"))
+        assert rest.returncode == 0 and "100000 images in 200 shards" in rest.stdout, rest.stderr
+        assert gan.job(big_id)["state"] == "succeeded"
+        record = gan.job(big_id)
+    assert progress_line(record).startswith(f"[{'#' * 30}] 100000/100000 succeeded")
+    refused = cli(url, "exports", "start", "--model", "tiny-gan", "--n", "5", "--label", "1")
+    assert refused.returncode == 2 and "unconditional" in refused.stderr

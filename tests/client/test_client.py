@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import io
 import json
 import pickle
+import socket
 import subprocess
 import sys
 import threading
@@ -32,10 +34,11 @@ from gan_client import (
     UnreachableError,
 )
 from gan_client.calls import TERMINAL_STATES, Retry
+from gan_client.events import JobEvent
 
 from app.jobs.store import TERMINAL
 from core import imaging, latent
-from tests.app.helpers import npy
+from tests.app.helpers import TINY_JOB, npy
 
 
 def test_sample_equals_a_direct_npy_call(models_dir: Path, start_server) -> None:  # type: ignore[no-untyped-def]
@@ -71,12 +74,15 @@ def test_discriminate_matches_the_json_endpoint(models_dir: Path, start_server) 
         between = gan.interpolate(
             from_latent=np.zeros(8), to_latent=np.ones(8), steps=3, label=4, model="tiny-cgan"
         )
-    pngs = [base64.b64encode(imaging.encode_png(im)).decode() for im in images]
+        files = [imaging.encode_png(im) for im in images]
+        decoded = gan.discriminate(files, labels=labels, model="tiny-cgan", version=1)
+    pngs = [base64.b64encode(f).decode() for f in files]
     body = {"model": "tiny-cgan", "images": pngs, "labels": labels.tolist()}
     expected = httpx.post(f"{server.url}/v1/discriminate", json=body).json()["results"]
     np.testing.assert_allclose(
         np.array(scores), [[r["probability_real"], r["logit"]] for r in expected], rtol=1e-5
     )
+    np.testing.assert_allclose(decoded, scores, rtol=1e-5)
     assert len(one_label) == 4 and all(0 < p < 1 for p, _ in one_label)
     assert frames.shape == (5, 28, 28, 1) and frames.dtype == np.uint8
     assert between.shape == (3, 28, 28, 1)
@@ -132,6 +138,120 @@ def test_jobs_submit_cancel_and_wait(models_dir: Path, start_server) -> None:  #
     assert denied.value.status == 401 and type(denied.value).__name__ == "AuthError"
 
 
+def test_a_job_on_uploaded_data_streams_its_events_and_is_promoted_by_alias(  # type: ignore[no-untyped-def]
+    models_dir: Path, start_server, tmp_path: Path
+) -> None:
+    server = start_server(GAN_MODELS_DIR=str(models_dir), GAN_API_KEY="k3y")
+    noise = np.random.default_rng(0).integers(0, 256, (32, 28, 28), dtype=np.uint8)
+    np.savez(tmp_path / "noise.npz", images=noise, labels=np.arange(32) % 2)
+    for i, label in enumerate(["cat", "cat", "dog"]):
+        (tmp_path / "pets" / label).mkdir(parents=True, exist_ok=True)
+        (tmp_path / "pets" / label / f"{i}.png").write_bytes(
+            imaging.encode_png(noise[i, ..., None])
+        )
+    with GanClient(server.url, api_key="k3y") as gan:
+        noisy = gan.upload_dataset(tmp_path / "noise.npz", name="noise")
+        pets = gan.upload_dataset(tmp_path / "pets")  # a folder, zipped by the client
+        assert [d["id"] for d in gan.datasets()] == [pets["id"], noisy["id"]]
+        assert (pets["name"], pets["class_names"], pets["size"]) == ("pets.zip", ["cat", "dog"], 3)
+        job = gan.submit_job(
+            "tiny-cgan",
+            overrides={**TINY_JOB, "max_steps": 4},
+            dataset=noisy["id"],
+            promote="never",
+        )
+        live = list(gan.events(job["id"], timeout=120))
+        final = gan.job(job["id"])
+        assert gan.wait(job["id"], timeout=10) == final  # a finished job: its events replayed
+        replayed = list(gan.events(job["id"]))
+        log = gan.job_log(job["id"])
+        answer = httpx.get(f"{server.url}/v1/jobs/{job['id']}/events").content
+        with cut_once(server.port, after=len(answer) // 2) as port:
+            with GanClient(f"http://127.0.0.1:{port}") as flaky:
+                resumed = list(flaky.events(job["id"]))
+        serving = gan.resolve("tiny-cgan")["version"]
+        async_answers = asyncio.run(_async_follow(server.url, job["id"]))
+        assert gan.set_alias("tiny-cgan", "production", 2) == {
+            "name": "tiny-cgan",
+            "alias": "production",
+            "version": 2,
+        }
+        promoted = gan.resolve("tiny-cgan")
+
+    states = [data["state"] for kind, data in live if kind == "state"]
+    assert states[-2:] == ["running", "succeeded"] and live[-1] == ("state", final)
+    training = [(kind, data) for kind, data in live if kind != "state"]
+    assert [kind for kind, _ in training] == [
+        "start",
+        "progress",
+        "progress",
+        "evaluation",
+        "completed",
+    ]
+    assert [data["step"] for _, data in training] == [0, 2, 4, 4, 4]
+    logged = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    assert [data for _, data in training] == logged[: len(training)]
+    assert replayed == resumed == [*training, ("state", final)]
+    assert final["published_version"] == 2 and final["promoted"] is False and serving == 1
+    assert (promoted["version"], promoted["num_classes"]) == (2, 2)  # trained on the upload
+    assert async_answers == (replayed, final, log, 2)
+
+
+async def _async_follow(url: str, job_id: str) -> tuple[list[JobEvent], dict[str, Any], str, int]:
+    async with AsyncGanClient(url, api_key="k3y") as gan:
+        events = [event async for event in gan.events(job_id)]
+        await gan.set_alias("tiny-cgan", "canary", 2)
+        canary = await gan.resolve("tiny-cgan", "canary")
+        return events, await gan.wait(job_id), await gan.job_log(job_id), canary["version"]
+
+
+@contextmanager
+def cut_once(port: int, after: int) -> Iterator[int]:
+    """Yields the port of a TCP relay to ``port`` that breaks its first connection after
+    ``after`` bytes of the answer, as a failing network would."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    connections = 0
+
+    def pipe(src: socket.socket, dst: socket.socket, limit: int | None) -> None:
+        sent = 0
+        try:
+            while data := src.recv(min(4096, limit - sent) if limit else 4096):
+                dst.sendall(data)
+                sent += len(data)
+                if limit is not None and sent >= limit:
+                    break
+        except OSError:
+            pass
+        for end in (src, dst):
+            # shutdown, not only close: the other direction's thread may be blocked reading it
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+            end.close()
+
+    def serve() -> None:
+        nonlocal connections
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            connections += 1
+            upstream = socket.create_connection(("127.0.0.1", port))
+            limit = after if connections == 1 else None
+            threading.Thread(target=pipe, args=(client, upstream, None), daemon=True).start()
+            threading.Thread(target=pipe, args=(upstream, client, limit), daemon=True).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        listener.shutdown(socket.SHUT_RDWR)  # wakes the accept
+        listener.close()
+        thread.join()
+    assert connections == 2
+
+
 def test_async_client_gives_the_same_answers(models_dir: Path, start_server) -> None:  # type: ignore[no-untyped-def]
     server = start_server(GAN_MODELS_DIR=str(models_dir))
 
@@ -144,11 +264,12 @@ def test_async_client_gives_the_same_answers(models_dir: Path, start_server) -> 
             scores = await gan.discriminate(a, labels=la, model="tiny-cgan")
             frames = await gan.interpolate(from_seed=1, to_seed=2, steps=4, model="tiny-gan")
             png = await gan.sample_png(4, seed=1, model="tiny-gan", cols=2)
+            strip = await gan.interpolate_png(from_seed=1, to_seed=2, steps=4, model="tiny-gan")
             with pytest.raises(NotFoundError):
                 await gan.sample(model="nope")
-            return a, la, b, scores, frames, png, await gan.models(), await gan.resolve()
+            return a, la, b, scores, frames, png, strip, await gan.models(), await gan.resolve()
 
-    a, la, b, scores, frames, png, models, manifest = asyncio.run(run())
+    a, la, b, scores, frames, png, strip, models, manifest = asyncio.run(run())
     with GanClient(server.url) as gan:
         s, ls = gan.sample(5, seed=5, model="tiny-cgan")
         np.testing.assert_array_equal(np.concatenate([a, b]), s)
@@ -158,6 +279,7 @@ def test_async_client_gives_the_same_answers(models_dir: Path, start_server) -> 
             frames, gan.interpolate(from_seed=1, to_seed=2, steps=4, model="tiny-gan")
         )
         assert png == gan.sample_png(4, seed=1, model="tiny-gan", cols=2)
+        assert strip == gan.interpolate_png(from_seed=1, to_seed=2, steps=4, model="tiny-gan")
         assert models == gan.models() and manifest == gan.resolve()
 
 
@@ -180,6 +302,7 @@ Reply = tuple[int, dict[str, str], bytes] | None  # None: drop the connection wi
 class Stub:
     url: str
     hits: list[str] = field(default_factory=list)
+    bodies: list[bytes] = field(default_factory=list)
 
 
 @contextmanager
@@ -189,7 +312,7 @@ def stub(*replies: Reply) -> Iterator[Stub]:
 
     class Handler(BaseHTTPRequestHandler):
         def answer(self) -> None:
-            self.rfile.read(int(self.headers.get("content-length") or 0))
+            state.bodies.append(self.rfile.read(int(self.headers.get("content-length") or 0)))
             state.hits.append(self.path)
             reply = replies[min(len(state.hits), len(replies)) - 1]
             if reply is None:
@@ -299,6 +422,31 @@ def test_async_client_retries_the_same_way() -> None:
     with stub(BUSY, BUSY, _npy_reply(), _problem(422, "bad")) as net:
         images = asyncio.run(run(net.url))
     assert images.shape == (2, 4, 4, 1) and len(net.hits) == 4
+
+
+def test_promote_on_is_sent_only_when_given() -> None:
+    queued = (202, {"content-type": "application/json"}, b'{"id": "j", "state": "queued"}')
+    with stub(queued) as net, GanClient(net.url) as gan:
+        gan.submit_job("m")
+        gan.submit_job("m", promote_on=["fid"])
+    first, second = (json.loads(body) for body in net.bodies)
+    assert "promote_on" not in first and second["promote_on"] == ["fid"]
+
+
+def test_wait_polls_a_server_without_the_event_stream() -> None:
+    record = json.dumps({"id": "j", "state": "succeeded"}).encode()
+    done = (200, {"content-type": "application/json"}, record)
+    with stub(_problem(404, "no route"), done) as net, GanClient(net.url) as gan:
+        assert gan.wait("j")["state"] == "succeeded"
+    assert net.hits == ["/v1/jobs/j/events", "/v1/jobs/j"]
+
+    async def wait(url: str) -> dict[str, Any]:
+        async with AsyncGanClient(url) as gan:
+            return await gan.wait("j")
+
+    with stub(_problem(405, "method not allowed"), done) as net:
+        assert asyncio.run(wait(net.url))["state"] == "succeeded"
+    assert net.hits == ["/v1/jobs/j/events", "/v1/jobs/j"]
 
 
 def test_backoff_grows_with_jitter_and_stays_bounded() -> None:

@@ -108,6 +108,24 @@ def test_a_repository_over_a_read_only_base(models_dir: Path, tmp_path: Path) ->
     assert same.versions("tiny-gan") == [1]
 
 
+def test_metrics_computed_later_amend_the_manifest_and_nothing_else(
+    models_dir: Path, tmp_path: Path
+) -> None:
+    repo = Repository(models_dir)
+    path = repo.version_dir("tiny-cgan", 1) / "model.json"
+    before = json.loads(path.read_text())
+    amended = repo.amend_metrics("tiny-cgan", 1, "usefulness", {"cas": 0.9})
+    assert amended == repo.verify("tiny-cgan", 1)  # the artifacts' sha256s still hold
+    assert json.loads(path.read_text()) == {**before, "metrics": {"usefulness": {"cas": 0.9}}}
+    assert path.read_text().endswith("}\n")  # written as publish writes it
+    repo.amend_metrics("tiny-cgan", 1, "usefulness", {"cas": 0.8})  # replaced, not merged
+    assert repo.manifest("tiny-cgan", 1).metrics == {"usefulness": {"cas": 0.8}}
+    assert [p.name for p in path.parent.iterdir() if p.name.startswith(".")] == []
+    layered = Repository(tmp_path / "published", base=models_dir)
+    with pytest.raises(NotFound, match="no tiny-gan v1 to amend"):  # the base is read-only
+        layered.amend_metrics("tiny-gan", 1, "usefulness", {})
+
+
 def test_alias_rules(models_dir: Path) -> None:
     repo = Repository(models_dir)
     for bad in ("latest", "7", "Bad", "../x"):

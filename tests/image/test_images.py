@@ -7,6 +7,8 @@ jobs on the Redis on loopback, as compose's services share the data volume and R
 from __future__ import annotations
 
 import base64
+import hashlib
+import io
 import json
 import os
 import subprocess
@@ -15,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 
 import httpx
+import numpy as np
 import pytest
 import yaml
 
@@ -120,7 +123,10 @@ def test_a_worker_trains_publishes_and_the_running_api_serves_the_new_version(
     api, url = _api(start, images, **env)
     started_at = api.inspect(".State.StartedAt")
     start(images["worker"], **env)
-    quick = {k: TINY_JOB[k] for k in ("batch_size", "eval_samples", "log_every")}
+    quick = {
+        k: TINY_JOB[k]
+        for k in ("batch_size", "eval_samples", "log_every", "usefulness.classifier_steps")
+    }
     body = {
         "model": "mnist-cdcgan",
         "preset": "cdcgan",
@@ -151,6 +157,33 @@ def test_a_worker_trains_publishes_and_the_running_api_serves_the_new_version(
     published = f"/data/models/mnist-cdcgan/{version}/model.json"
     assert api.exec("test", "-f", published).returncode == 0
     assert api.exec("test", "-e", f"/srv/models/mnist-cdcgan/{version}").returncode != 0
+
+    # An export of that version: the api (no torch) writes its header, the worker makes the
+    # shards in the shared volume, the api serves them.
+    export = {"model": "mnist-cdcgan", "version": version, "n": 25, "shard_size": 10}
+    began = time.monotonic()
+    submitted = httpx.post(f"{url}/v1/exports", json=export, headers=ADMIN, timeout=30)
+    assert submitted.status_code == 202, submitted.text
+    job = _wait_job(url, submitted.json()["id"], lambda j: j["state"] in {"succeeded", "failed"})
+    FIGURES.append(f"export job (25 images, 3 shards): {time.monotonic() - began:.0f} s")
+    assert job["state"] == "succeeded", job
+    manifest = httpx.get(f"{url}/v1/exports/{job['id']}/manifest.json", timeout=10).json()
+    assert manifest["complete"] and [s["count"] for s in manifest["shards"]] == [10, 10, 5]
+    shard = httpx.get(f"{url}/v1/exports/{job['id']}/shards/shard-000002.npz", timeout=10)
+    assert hashlib.sha256(shard.content).hexdigest() == manifest["shards"][2]["sha256"]
+    with np.load(io.BytesIO(shard.content)) as arrays:
+        pixels, seeds = arrays["images"], arrays["seeds"]
+    same = httpx.post(
+        f"{url}/v1/sample",
+        json={
+            "model": "mnist-cdcgan",
+            "version": version,
+            "seeds": seeds.tolist(),
+            "format": "npy",
+        },
+        timeout=30,
+    )
+    assert np.array_equal(np.load(io.BytesIO(same.content)), pixels)
 
 
 def test_sigterm_lets_the_api_finish_requests_in_flight(

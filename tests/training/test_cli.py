@@ -103,6 +103,8 @@ def test_train_evaluates_exports_and_publishes(tmp_path: Path) -> None:
         "eval_every=2",
         "--set",
         "eval_samples=100",
+        "--set",
+        "usefulness.classifier_steps=20",
         "--name",
         "e2e",
         "--run-dir",
@@ -145,6 +147,9 @@ def test_train_evaluates_exports_and_publishes(tmp_path: Path) -> None:
     reference = manifest.metrics["real_reference"]
     assert {"fid", "mode_coverage", "parzen"} <= reference.keys()
     assert reference["fid"] < generated["fid"]  # four steps of training are far from the data
+    usefulness = manifest.metrics["usefulness"]
+    assert {"prdc", "prdc_real", "cas", "cas_real", "nas", "protocol"} <= usefulness.keys()
+    assert usefulness["protocol"]["classifier"]["steps"] == 20
 
     session = ort.InferenceSession(
         str(repo.version_dir("e2e", 1) / "generator.onnx"), providers=["CPUExecutionProvider"]
@@ -244,3 +249,33 @@ def test_evaluate_scores_a_published_version(template_repo: Path) -> None:
     assert reference["samples"] == 4500
     assert reference["fid"] < generated["fid"]
     assert reference["label_accuracy"] > 0.9  # the classifier knows real digits
+
+
+def test_score_writes_the_usefulness_scores_into_the_manifest_alone(
+    models_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from training.__main__ import main
+    from training.usefulness import UNCONDITIONAL
+
+    folder = models_dir / "tiny-cgan" / "1"
+    before = json.loads((folder / "model.json").read_text())
+    assert main(["score", str(folder), "--set", "classifier_steps=60"]) == 0
+    manifest = Repository(models_dir).verify("tiny-cgan", 1)  # every artifact's sha256 holds
+    block = manifest.metrics["usefulness"]
+    assert block == json.loads(capsys.readouterr().out)
+    assert {**before, "metrics": {"usefulness": block}} == manifest.to_dict()
+    assert block["command"] == f"python -m training score {folder} --set classifier_steps=60"
+    assert block["protocol"]["samples"] == 10_000
+    assert block["protocol"]["classifier"]["steps"] == 60
+    assert 0 <= block["cas"] <= 1 and block["cas_real"] > 0.5  # chance is 0.1
+    assert set(block["nas"]) == {"real_only", "with_synthetic", "gain"}
+    # Four steps of training are far from the digits; the training images are not.
+    assert block["prdc"]["precision"] < 0.5 < block["prdc_real"]["precision"]
+
+    assert main(["score", str(models_dir / "tiny-gan" / "1"), "--set", "classifier_steps=60"]) == 0
+    unconditional = Repository(models_dir).manifest("tiny-gan", 1).metrics["usefulness"]
+    assert {"prdc", "prdc_real"} <= unconditional.keys()
+    assert not {"cas", "cas_real", "nas"} & unconditional.keys()
+    assert unconditional["protocol"]["classifier"] == UNCONDITIONAL
+    with pytest.raises(SystemExit, match="not a version folder"):
+        main(["score", str(models_dir / "tiny-gan")])

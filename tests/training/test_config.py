@@ -246,6 +246,9 @@ def test_a_remote_config_names_built_in_data_only_and_the_cli_may_name_paths() -
         {"checkpoint_every": 10**12},
         {"log_every": 10**12},
         {"optimizer.momentum_ramp_steps": 10**12},
+        {"usefulness.classifier_steps": 10**6},  # an export a client could stall for hours
+        {"usefulness.nas_fraction": 0},
+        {"usefulness.k": 0},
         {"optimizer.lr_min": 0.01, "optimizer.lr_d": 0.001},  # a floor above a rate
     ],
     ids=lambda o: ",".join(o),

@@ -7,7 +7,9 @@ import math
 import numpy as np
 import pytest
 
+from core.datasets import load_dataset
 from training.metrics import (
+    PRDC,
     Coverage,
     ParzenResult,
     feature_stats,
@@ -17,8 +19,11 @@ from training.metrics import (
     mode_coverage,
     parzen_evaluate,
     parzen_log_likelihood,
+    prdc,
+    prdc_by_chunks,
     select_sigma,
 )
+from training.metrics.cas import Labelled, Protocol, SmallCNN, accuracy, cas, nas, real_subset
 
 
 @pytest.fixture
@@ -289,7 +294,7 @@ def test_parzen_evaluate_reports_mean_and_standard_error(rng: np.random.Generato
 def test_docstring_examples_hold() -> None:
     # import_module: the package re-exports fid() and mode_coverage(), which shadow the
     # submodules of the same name as attributes of training.metrics.
-    for name in ("fid", "mode_coverage", "parzen"):
+    for name in ("fid", "mode_coverage", "parzen", "prdc"):
         module = importlib.import_module(f"training.metrics.{name}")
         failed, attempted = doctest.testmod(module, extraglobs={"np": np})
         assert attempted > 0 and failed == 0, module.__name__
@@ -304,3 +309,134 @@ def test_parzen_rejects_bad_input() -> None:
         select_sigma(np.zeros((3, 2)), np.zeros((1, 2)), [])
     with pytest.raises(ValueError, match="batch_size"):
         parzen_log_likelihood(np.zeros((3, 2)), np.zeros((1, 2)), 0.1, batch_size=0)
+
+
+# --- precision, recall, density, coverage -----------------------------------------------------
+
+
+def test_prdc_of_identical_sets_is_one_on_every_count(rng: np.random.Generator) -> None:
+    feats = rng.standard_normal((300, 16))
+    # Density: each point lies in its own ball and in those of the k - 1 points nearer to
+    # another point than that point's k-th neighbour: N * k in all, over k * N.
+    assert prdc(feats, feats) == PRDC(1.0, 1.0, pytest.approx(1.0), 1.0)
+
+
+def test_prdc_of_far_disjoint_sets_is_zero(rng: np.random.Generator) -> None:
+    real = rng.standard_normal((200, 8))
+    assert prdc(real, rng.standard_normal((300, 8)) + 100.0) == PRDC(0.0, 0.0, 0.0, 0.0)
+
+
+def test_prdc_matches_a_hand_computed_example() -> None:
+    """k=1 on a line. Real radii: 0 -> 1, 1 -> 1, 3 -> 2; fake radii: 0.5 -> 2.4, 2.9 -> 2.4,
+    10 -> 7.1. Precision: 0.5 and 2.9 lie in real balls, 10 in none. Recall: every real point
+    lies in a fake ball (the outlier's is wide). Density: 0.5 in two balls, 2.9 in one, 10 in
+    none: 3 / (1 * 3). Coverage: every real ball holds a fake point."""
+    real = np.array([[0.0], [1.0], [3.0]])
+    fake = np.array([[0.5], [2.9], [10.0]])
+    result = prdc(real, fake, k=1)
+    assert result.precision == pytest.approx(2 / 3)
+    assert (result.recall, result.density, result.coverage) == (1.0, 1.0, 1.0)
+
+
+def test_samples_on_half_the_modes_lose_recall_and_coverage_not_precision(
+    rng: np.random.Generator,
+) -> None:
+    centres = rng.standard_normal((10, 8)) * 20
+    real = centres[np.arange(500) % 10] + rng.standard_normal((500, 8))
+    fake = centres[np.arange(500) % 5] + rng.standard_normal((500, 8))  # modes 0-4 only
+    result = prdc(real, fake)
+    assert result.precision > 0.9 and result.density > 0.9
+    assert 0.4 < result.recall < 0.6 and 0.4 < result.coverage < 0.6
+
+
+def test_prdc_by_chunks_scores_sets_the_size_of_the_real_one(rng: np.random.Generator) -> None:
+    centres = rng.standard_normal((10, 8)) * 20
+    real = centres[np.arange(200) % 10] + rng.standard_normal((200, 8))
+    # Sorted by class, as the training split is: a chunk taken in order would hold 2 classes.
+    fake = centres[np.sort(np.arange(1000) % 10)] + rng.standard_normal((1000, 8))
+    result, chunks = prdc_by_chunks(real, fake)
+    assert chunks == 5
+    assert result.coverage > 0.9 and result.recall > 0.9
+    small = fake[rng.permutation(1000)[:150]]
+    assert prdc_by_chunks(real, small) == (prdc(real, small), 1)
+
+
+def test_prdc_rejects_bad_input() -> None:
+    with pytest.raises(ValueError, match="2-D"):
+        prdc(np.zeros(10), np.zeros((10, 2)))
+    with pytest.raises(ValueError, match="more than k=5 rows"):
+        prdc(np.zeros((5, 2)), np.zeros((10, 2)))
+    with pytest.raises(ValueError, match="dimensions differ"):
+        prdc(np.zeros((10, 2)), np.zeros((10, 3)))
+    with pytest.raises(ValueError, match="k must be"):
+        prdc(np.zeros((10, 2)), np.zeros((10, 2)), k=0)
+
+
+# --- classification accuracy score, naive augmentation score ----------------------------------
+
+
+@pytest.fixture(scope="module")
+def digits() -> tuple[Labelled, Labelled]:
+    """The training and held-out splits of the built-in digits (4,500 and 500)."""
+    train, held_out = load_dataset("builtin:mnist").split(0.1, 0)
+    return (train.images, train.labels), (held_out.images, held_out.labels)
+
+
+QUICK = Protocol(steps=150)  # about half a second a classifier; the export default is 1,000
+
+
+def test_real_digits_posing_as_samples_score_close_to_the_real_bar(
+    digits: tuple[Labelled, Labelled],
+) -> None:
+    (images, labels), held_out = digits
+    some = np.random.default_rng(0).permutation(len(labels))[:2000]
+    scores = cas((images[some], labels[some]), (images, labels), held_out, QUICK)
+    assert scores["cas_real"] > 0.85
+    assert abs(scores["cas"] - scores["cas_real"]) < 0.05, scores
+
+
+def test_samples_of_the_wrong_class_score_near_chance(digits: tuple[Labelled, Labelled]) -> None:
+    (images, labels), held_out = digits
+    wrong = (labels + 1 + np.random.default_rng(0).integers(0, 9, len(labels))) % 10
+    assert accuracy((images, wrong), held_out, QUICK) < 0.2
+
+
+def test_a_classifier_is_seeded_and_its_protocol_recorded(
+    digits: tuple[Labelled, Labelled],
+) -> None:
+    train, held_out = digits
+    small = Protocol(steps=20)
+    assert accuracy(train, held_out, small) == accuracy(train, held_out, small)
+    assert small.to_dict() == {
+        "network": SmallCNN.DESCRIPTION,
+        "optimizer": "adam, cosine to 0",
+        "steps": 20,
+        "batch_size": 64,
+        "lr": 0.002,
+        "seed": 0,
+    }
+
+
+def test_good_samples_added_to_a_small_real_subset_help(digits: tuple[Labelled, Labelled]) -> None:
+    (images, labels), held_out = digits
+    order = np.random.default_rng(0).permutation(len(labels))
+    pool, extra = order[:2500], order[2500:]  # real digits posing as samples: not in the subset
+    subset = real_subset((images[pool], labels[pool]), 0.04, seed=0)
+    assert len(subset[1]) == 100
+    scores = nas((images[extra], labels[extra]), subset, held_out, QUICK)
+    assert scores["with_synthetic"] > scores["real_only"] + 0.05, scores
+    assert scores["gain"] == pytest.approx(scores["with_synthetic"] - scores["real_only"])
+
+
+def test_real_subset_is_a_seeded_share_of_the_split(digits: tuple[Labelled, Labelled]) -> None:
+    train, _ = digits
+    a, b = real_subset(train, 0.1, seed=0), real_subset(train, 0.1, seed=1)
+    assert len(a[1]) == len(b[1]) == 450
+    np.testing.assert_array_equal(a[0], real_subset(train, 0.1, seed=0)[0])
+    assert not np.array_equal(a[1], b[1])
+
+
+def test_accuracy_refuses_images_of_another_shape(digits: tuple[Labelled, Labelled]) -> None:
+    train, held_out = digits
+    with pytest.raises(ValueError, match=r"\[N, 1, 28, 28\]"):
+        accuracy((train[0][:, :, :14], train[1]), held_out, QUICK)

@@ -1,4 +1,8 @@
-"""GAN evaluation metrics, one module each, each naming the protocol it follows."""
+"""GAN evaluation metrics, one module each, each naming the protocol it follows.
+
+Re-exported here: the numpy ones. ``cas`` trains small torch classifiers and is imported by its
+own name (``training.metrics.cas``).
+"""
 
 from __future__ import annotations
 
@@ -11,9 +15,11 @@ from training.metrics.parzen import (
     parzen_log_likelihood,
     select_sigma,
 )
+from training.metrics.prdc import PRDC, prdc, prdc_by_chunks
 
 __all__ = [
     "DEFAULT_SIGMAS",
+    "PRDC",
     "Coverage",
     "ParzenResult",
     "feature_stats",
@@ -23,5 +29,7 @@ __all__ = [
     "mode_coverage",
     "parzen_evaluate",
     "parzen_log_likelihood",
+    "prdc",
+    "prdc_by_chunks",
     "select_sigma",
 ]

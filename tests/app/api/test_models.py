@@ -6,6 +6,7 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
+from core.repository import Repository
 from tests.app.helpers import problem
 
 
@@ -36,3 +37,16 @@ def test_a_version_serves_its_samples_grid(client: TestClient, models_dir: Path)
     problem(client.get("/v1/models/Not..Ok/versions/1/samples.png"), 422)
     grid.write_bytes(grid.read_bytes()[:-1])  # not what the manifest's sha256 names
     assert "sha256" in problem(client.get(url), 500)["detail"]
+
+
+def test_the_listing_shows_the_production_versions_scores(
+    client: TestClient, models_dir: Path
+) -> None:
+    listing = {m["name"]: m for m in client.get("/v1/models").json()}
+    assert listing["tiny-cgan"]["scores"] == {}  # published without evaluation
+    usefulness = {"cas": 0.5, "cas_real": 0.9, "prdc": {"precision": 0.25, "recall": 0.75}}
+    Repository(models_dir).amend_metrics("tiny-cgan", 1, "usefulness", usefulness)
+    listing = {m["name"]: m for m in client.get("/v1/models").json()}
+    assert listing["tiny-cgan"]["scores"] == {"cas": 0.5, "precision": 0.25, "recall": 0.75}
+    detail = client.get("/v1/models/tiny-cgan").json()
+    assert detail["versions"][0]["metrics"]["usefulness"] == usefulness

@@ -21,6 +21,9 @@ from tests.conftest import app_settings
         ({"base_version": 9}, 422, "base_version"),
         ({"model": "../x"}, 422, "model"),
         ({"promote": "sometimes"}, 422, "promote"),
+        ({"promote_on": ["fid", "beauty"]}, 422, "promote_on.1"),
+        ({"promote_on": []}, 422, "promote_on"),
+        ({"promote_on": "fid"}, 422, "promote_on"),
     ],
 )
 def test_bad_job_requests_are_refused_before_queueing(
