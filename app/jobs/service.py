@@ -100,7 +100,13 @@ class JobService:
         limit = self.settings.max_export_images
         if spec.n > limit:
             raise InvalidInput(f"n={spec.n} is over the limit of {limit} images", field="n")
-        needed = spec.n * math.prod(manifest.image_shape) * (3 if spec.format == "tar" else 1)
+        floor = self.settings.min_truncation
+        if spec.truncation is not None and spec.truncation < floor:
+            raise InvalidInput(f"truncation must be at least {floor}", field="truncation")
+        # npz: the pixels, a seed and a label; tar: three members of at least 1 KiB each
+        # (a 512-byte header, data padded to 512) and a PNG about the pixels' size.
+        per_image = math.prod(manifest.image_shape) + (3 * 1024 if spec.format == "tar" else 16)
+        needed = spec.n * per_image
         free = shutil.disk_usage(self.settings.data_dir).free
         if needed > free:
             raise InsufficientStorage(

@@ -1,5 +1,6 @@
 // Jobs: start a retraining job (POST /v1/jobs, admin), follow it live through its server-sent
-// events (progress bar, loss curves, latest samples grid), cancel it (DELETE, admin).
+// events (progress bar, loss curves, latest samples grid), cancel it (DELETE, admin). Exports
+// (POST /v1/exports) are jobs too: watched here by their images and shards.
 
 import { ApiError, getJson, request } from "./api.js";
 import { store } from "./store.js";
@@ -137,6 +138,7 @@ function watch(record) {
   });
   source.addEventListener("progress", (e) => {
     const p = JSON.parse(e.data);
+    if (record.kind === "export") return showProgress(p); // images and shards, no losses
     points.push({ step: p.step, loss_d: p.loss_d, loss_g: p.loss_g });
     maxSteps = p.max_steps;
     showProgress(p);
@@ -170,17 +172,28 @@ function update(record) {
   showProgress({ ...record.progress, max_steps: record.progress.max_steps || maxSteps });
 }
 
+// An export (kind "export", POST /v1/exports) counts images and shards where training counts steps.
+function counted(kind, p) {
+  if (kind !== "export") {
+    return { done: p.step, total: p.max_steps, text: `step ${p.step} of ${p.max_steps}` };
+  }
+  const [done, total] = [p.images ?? 0, p.images_total ?? 0];
+  const shards = `${p.shards ?? 0} of ${p.shards_total ?? 0} shards`;
+  return { done, total, text: `${done} of ${total} images, ${shards}` };
+}
+
 function showProgress(p) {
   const bar = $("#job-progress", root);
-  bar.max = Math.max(1, p.max_steps);
-  bar.value = p.step;
+  const { done, total, text } = counted(job?.kind, p);
+  bar.max = Math.max(1, total);
+  bar.value = done;
   const running = job?.state === "running";
   const eta = running && typeof p.eta_s === "number" ? ` · about ${duration(p.eta_s)} left` : "";
   const rate =
     running && typeof p.images_per_s === "number"
       ? ` · ${Math.round(p.images_per_s)} images/s`
       : "";
-  $("#job-progress-text", root).textContent = `step ${p.step} of ${p.max_steps}${rate}${eta}`;
+  $("#job-progress-text", root).textContent = `${text}${rate}${eta}`;
 }
 
 function duration(seconds) {
@@ -199,7 +212,22 @@ function showSamples(id, step) {
 
 function finished() {
   const j = job;
-  const text = {
+  $("#job-outcome", root).textContent = outcome(j);
+  notice.done(`Job ${j.id} ${j.state}.`);
+  refreshList();
+  if (j.published_version) store.refresh().catch((err) => notice.fail(err));
+}
+
+function outcome(j) {
+  if (j.kind === "export") {
+    const kept = "Finished shards are kept: resume it to go on.";
+    return {
+      succeeded: `Exported ${j.progress.images} images in ${j.progress.shards} shards: /v1/exports/${j.id}/manifest.json.`,
+      failed: `Failed: ${j.error || "see the log"}. ${kept}`,
+      cancelled: `Cancelled. ${kept}`,
+    }[j.state];
+  }
+  return {
     succeeded: j.published_version
       ? `Published ${j.model} v${j.published_version}; ${j.promoted ? "promoted to production" : "not promoted"}` +
         (j.promotion_reason ? ` (${j.promotion_reason}).` : ".")
@@ -207,10 +235,11 @@ function finished() {
     failed: `Failed: ${j.error || "see the training log"}.`,
     cancelled: "Cancelled: nothing was published.",
   }[j.state];
-  $("#job-outcome", root).textContent = text;
-  notice.done(`Job ${j.id} ${j.state}.`);
-  refreshList();
-  if (j.published_version) store.refresh().catch((err) => notice.fail(err));
+}
+
+function progressCell(j) {
+  const { done, total } = counted(j.kind, j.progress);
+  return j.kind === "export" ? `${done} / ${total} images` : `${done} / ${total}`;
 }
 
 async function refreshList() {
@@ -225,7 +254,7 @@ async function refreshList() {
         h("td", {}, h("code", { text: j.id })),
         h("td", { text: j.model }),
         h("td", {}, h("span", { class: "badge", "data-state": j.state, text: j.state })),
-        h("td", { class: "num", text: `${j.progress.step} / ${j.progress.max_steps}` }),
+        h("td", { class: "num", text: progressCell(j) }),
         h("td", { text: new Date(j.created * 1000).toLocaleString() }),
         h("td", {}, button),
       );

@@ -201,6 +201,7 @@ def test_every_view_in_a_real_browser(
         projection(page, api, digit)
         job_finishes(page)
         promote_and_roll_back(page, api)
+        an_export_is_watched(page, api)
     on_a_phone(page)
     assert page.evaluate("window.cspViolations") == []
     assert errors == []
@@ -346,6 +347,25 @@ def job_finishes(page: Page) -> None:
     outcome = "Published tiny-cgan v2; not promoted (policy is never)."
     expect(page.locator("#job-outcome")).to_have_text(outcome)
     expect(page.locator("#job-list tbody tr")).to_have_count(1)
+
+
+def an_export_is_watched(page: Page, api: httpx.Client) -> None:
+    """An export job in the jobs view: counted in images and shards, its manifest named."""
+    from playwright.sync_api import expect
+
+    body = {"model": "tiny-cgan", "n": 30, "shard_size": 10}
+    r = api.post("/v1/exports", json=body, headers={"Authorization": f"Bearer {KEY}"})
+    assert r.status_code == 202, r.text
+    export = r.json()["id"]
+    page.get_by_role("tab", name="Jobs").click()
+    row = page.locator("#job-list tbody tr").filter(has_text=export)
+    row.get_by_role("button", name="Watch").click()
+    outcome = f"Exported 30 images in 3 shards: /v1/exports/{export}/manifest.json."
+    expect(page.locator("#job-outcome")).to_have_text(outcome, timeout=60_000)
+    expect(page.locator("#job-progress")).to_have_attribute("value", "30")
+    expect(page.locator("#job-progress-text")).to_have_text("30 of 30 images, 3 of 3 shards")
+    page.get_by_role("tab", name="Jobs").click()  # the list again, the export's row counted
+    expect(row.locator("td.num")).to_have_text("30 / 30 images")
 
 
 def promote_and_roll_back(page: Page, api: httpx.Client) -> None:

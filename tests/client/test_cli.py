@@ -274,23 +274,20 @@ def test_one_command_exports_stops_resumes_and_downloads(  # type: ignore[no-unt
         assert gan.download_export(job_id, out) == json.loads((out / "manifest.json").read_text())
         assert gan.job(job_id)["export"]["label_mix"][9] == 1.0
 
-    big = cli(url, "exports", "start", "--model", "tiny-cgan", "--n", "100000",
+    big = cli(url, "exports", "start", "--model", "tiny-cgan", "--n", "20000",
               "--shard-size", "500")  # fmt: skip
     big_id = big.stdout.strip()
+    assert cli(url, "jobs", "cancel", big_id).returncode == 0  # queued or running: it stops
     with GanClient(url) as gan:
-        for kind, _ in gan.events(big_id):
-            if kind == "progress":
-                break
-        assert cli(url, "jobs", "cancel", big_id).returncode == 0
         assert gan.wait(big_id)["state"] == "cancelled"
         part = cli(url, "exports", "download", big_id, str(tmp_path / "big"), "--no-wait")
         assert part.returncode == 0 and "not complete yet" in part.stdout, part.stdout
         resumed = cli(url, "jobs", "resume", big_id)
         assert resumed.returncode == 0 and "queued again" in resumed.stdout
         rest = cli(url, "exports", "download", big_id, str(tmp_path / "big"))
-        assert rest.returncode == 0 and "100000 images in 200 shards" in rest.stdout, rest.stderr
-        assert gan.job(big_id)["state"] == "succeeded"
+        assert rest.returncode == 0 and "20000 images in 40 shards" in rest.stdout, rest.stderr
         record = gan.job(big_id)
-    assert progress_line(record).startswith(f"[{'#' * 30}] 100000/100000 succeeded")
+    assert record["state"] == "succeeded"
+    assert progress_line(record).startswith(f"[{'#' * 30}] 20000/20000 succeeded")
     refused = cli(url, "exports", "start", "--model", "tiny-gan", "--n", "5", "--label", "1")
     assert refused.returncode == 2 and "unconditional" in refused.stderr

@@ -155,6 +155,7 @@ def local(models_dir: Path) -> TestClient:
         ({"model": "tiny-cgan", "n": 5, "format": "zip"}, "format"),
         ({"model": "tiny-cgan", "n": 5, "seed": -1}, "seed"),
         ({"model": "tiny-cgan", "n": 5, "truncation": -1}, "truncation"),
+        ({"model": "tiny-cgan", "n": 5, "truncation": 0.001}, "truncation"),
         ({"model": "tiny-cgan", "n": 5, "extra": 1}, "extra"),
         ({"model": "../x", "n": 5}, "model"),
     ],
