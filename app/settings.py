@@ -151,7 +151,7 @@ class Settings(BaseSettings):
         True, description="run a job consumer inside the service (ignored with queue_url)"
     )
     job_workers: int = Field(1, ge=1, le=64, description="jobs run at once per worker process")
-    max_queued_jobs: int = Field(16, ge=1, description="queued jobs before POST /v1/jobs is 429")
+    max_queued_jobs: int = Field(16, ge=1, description="queued jobs before a new job is 429")
     max_job_steps: int = Field(200_000, ge=1, description="max_steps allowed in a job")
     job_stale_s: float = Field(30.0, gt=0, description="heartbeat age at which a job is reaped")
     job_max_attempts: int = Field(3, ge=1, description="runs before a dying job is failed")
