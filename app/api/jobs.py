@@ -18,6 +18,7 @@ from app.exports.manifest import ExportFiles, finished, manifest
 from app.jobs import service
 from app.jobs.store import TERMINAL, Job, JobStore, State
 from core.errors import NotFound
+from core.identifiers import shown
 from training import events
 
 router = APIRouter(tags=["jobs"], responses=ERRORS)
@@ -198,7 +199,7 @@ async def shard(job_id: JobId, name: str, store: JobStoreDep) -> FileResponse:
     files = await _files(store, job_id)
     entry = (await asyncio.to_thread(finished, files)).get(name)  # only the index's names
     if entry is None:
-        raise NotFound(f"export {job_id} has no finished shard {name}")
+        raise NotFound(f"export {job_id} has no finished shard {shown(name)}")
     media = "application/x-tar" if name.endswith(".tar") else "application/octet-stream"
     return FileResponse(
         files.shard(name),

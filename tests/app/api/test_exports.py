@@ -194,8 +194,9 @@ def test_what_is_not_an_export_or_not_finished_is_not_found(local: TestClient) -
     pending = local.get(f"/v1/exports/{export['id']}/manifest.json").json()
     assert pending["complete"] is False and pending["shards"] == [] and pending["images"] == 0
     assert pending["model"]["name"] == "tiny-cgan" and pending["spec"]["n"] == 5
-    for name in ("shard-000000.npz", "../job.json", "header.json", "index.jsonl"):
-        problem(local.get(f"/v1/exports/{export['id']}/shards/{name}"), 404)
+    for name in ("shard-000000.npz", "../job.json", "header.json", "index.jsonl", "s" * 5000):
+        refused = problem(local.get(f"/v1/exports/{export['id']}/shards/{name}"), 404)
+        assert len(refused["detail"]) < 100, refused
     training = submit_local(local)
     assert (
         "not an export"
