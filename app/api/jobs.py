@@ -212,6 +212,19 @@ async def shard(job_id: JobId, name: str, store: JobStoreDep) -> FileResponse:
     )
 
 
+@router.delete(
+    "/v1/exports/{job_id}",
+    status_code=204,
+    tags=["exports"],
+    dependencies=[Depends(require_admin)],
+)
+async def delete_export(job_id: JobId, jobs: JobServiceDep) -> Response:
+    """Remove an export that has ended (succeeded, failed or cancelled) and its files; a queued
+    or running one is a 409: cancel it first."""
+    await asyncio.to_thread(jobs.delete_export, job_id)
+    return Response(status_code=204)
+
+
 async def _files(store: JobStore, job_id: str) -> ExportFiles:
     job = await asyncio.to_thread(store.get, job_id)
     if job.kind != "export":

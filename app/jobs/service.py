@@ -23,9 +23,10 @@ from app.exports.manifest import ExportFiles, write_header
 from app.exports.plan import ExportSpec, check_for_model, shard_count
 from app.jobs.datasets import DatasetStore
 from app.jobs.queue import JobQueue
-from app.jobs.store import Job, Progress, Promote
+from app.jobs.store import TERMINAL, Job, Progress, Promote
 from app.settings import Settings
 from core.errors import (
+    Conflict,
     InsufficientStorage,
     InvalidInput,
     NotFound,
@@ -146,6 +147,16 @@ class JobService:
     def cancel(self, job_id: str) -> Job:
         """A queued job is cancelled at once; a running one is asked to stop."""
         return self.queue.store.request_cancel(job_id)
+
+    def delete_export(self, job_id: str) -> None:
+        """Remove an ended export: its record, its shards and its manifest."""
+        store = self.queue.store
+        job = store.get(job_id)
+        if job.kind != "export":
+            raise NotFound(f"job {job_id} is not an export")
+        if job.state not in TERMINAL:
+            raise Conflict(f"export {job_id} is {job.state}: cancel it first")
+        store.discard(job_id)
 
     def resume(self, job_id: str) -> Job:
         """Queue a cancelled or failed job again; it goes on from where it stopped."""

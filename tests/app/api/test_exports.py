@@ -102,6 +102,11 @@ def test_a_cancelled_export_resumes_keeping_its_finished_shards(
     again = problem(httpx.post(f"{url}/v1/jobs/{job['id']}/resume"), 409)
     assert "succeeded" in again["detail"]
 
+    assert httpx.delete(f"{url}/v1/exports/{job['id']}").status_code == 204  # files and all
+    problem(httpx.get(f"{url}/v1/jobs/{job['id']}"), 404)
+    problem(httpx.get(f"{url}/v1/exports/{job['id']}/shards/shard-000000.npz"), 404)
+    assert [j["id"] for j in httpx.get(f"{url}/v1/exports").json()["jobs"]] == []
+
 
 def test_an_export_cut_by_a_server_restart_resumes_after_it(
     models_dir: Path, tmp_path: Path
@@ -188,7 +193,9 @@ def test_an_export_bigger_than_the_disk_is_507(models_dir: Path) -> None:
         assert "GB" in problem(c.post("/v1/exports", json=body), 507)["detail"]
 
 
-def test_what_is_not_an_export_or_not_finished_is_not_found(local: TestClient) -> None:
+def test_what_is_not_an_export_or_not_finished_is_not_found(
+    local: TestClient, models_dir: Path
+) -> None:
     export = local.post("/v1/exports", json={"model": "tiny-cgan", "n": 5}).json()
     assert export["state"] == "queued"  # no worker in this app
     pending = local.get(f"/v1/exports/{export['id']}/manifest.json").json()
@@ -203,7 +210,13 @@ def test_what_is_not_an_export_or_not_finished_is_not_found(local: TestClient) -
         in problem(local.get(f"/v1/exports/{training}/manifest.json"), 404)["detail"]
     )
     assert problem(local.post(f"/v1/jobs/{export['id']}/resume"), 409)["detail"]
+    assert "cancel it first" in problem(local.delete(f"/v1/exports/{export['id']}"), 409)["detail"]
+    problem(local.delete(f"/v1/exports/{training}"), 404)
     assert local.delete(f"/v1/jobs/{export['id']}").json()["state"] == "cancelled"
+    folder = models_dir.parent / "data" / "jobs" / export["id"]
+    assert (folder / "export" / "header.json").is_file()
+    assert local.delete(f"/v1/exports/{export['id']}").status_code == 204
+    assert not folder.exists()
 
 
 def submit_local(c: TestClient) -> str:
