@@ -30,6 +30,7 @@ from gan_client.calls import (
     default_headers,
     discriminate_call,
     export_call,
+    export_delete_call,
     export_manifest_call,
     finish,
     interpolate_call,
@@ -270,6 +271,9 @@ class AsyncGanClient:
 
     async def export_manifest(self, job_id: str) -> dict[str, Any]:
         return await self._run(export_manifest_call(job_id))
+
+    async def delete_export(self, job_id: str) -> None:
+        await self._run(export_delete_call(job_id))
 
     async def events(self, job_id: str, timeout: float | None = None) -> AsyncIterator[JobEvent]:
         stream = EventStream(job_id, self._retry, timeout)

@@ -314,6 +314,12 @@ def export_call(
     return Call("POST", "/v1/exports", parse_json, json=body, idempotent=False)
 
 
+def export_delete_call(job_id: str) -> Call[None]:
+    # Sent once: a resent delete whose first copy arrived would be a 404.
+    path = f"/v1/exports/{_segment(job_id)}"
+    return Call("DELETE", path, lambda r: None, idempotent=False)
+
+
 def export_manifest_call(job_id: str) -> Call[dict[str, Any]]:
     return Call("GET", f"/v1/exports/{_segment(job_id)}/manifest.json", parse_json)
 

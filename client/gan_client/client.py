@@ -43,6 +43,7 @@ from gan_client.calls import (
     default_headers,
     discriminate_call,
     export_call,
+    export_delete_call,
     export_manifest_call,
     finish,
     interpolate_call,
@@ -327,6 +328,10 @@ class GanClient:
         """Seeds, labels and the sha256 of every shard finished so far (``complete`` at the
         end)."""
         return self._run(export_manifest_call(job_id))
+
+    def delete_export(self, job_id: str) -> None:
+        """Remove an export that has ended, with its shards (admin)."""
+        self._run(export_delete_call(job_id))
 
     def download_export(
         self,

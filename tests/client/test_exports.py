@@ -8,7 +8,9 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from gan_client import GanClient
 from gan_client.dataset import ExportDataset, GanDataset
+from gan_client.errors import NotFoundError
 from gan_client.exports import download, read_shard
 from torch.utils.data import DataLoader
 
@@ -55,6 +57,12 @@ def test_a_download_resumes_a_cut_shard_and_refetches_a_corrupt_one(
     images, seeds, labels = read_shard(shards[0])
     assert images.shape == (12, 28, 28, 1) and seeds.tolist() == list(range(12))
     assert labels is not None and set(labels.tolist()) == {0, 9}
+
+    with GanClient(url) as gan:
+        gan.delete_export(job)  # the server's copy; the download stays
+        with pytest.raises(NotFoundError):
+            gan.job(job)
+    assert read_shard(shards[0])[0].shape == (12, 28, 28, 1)
 
 
 def test_a_failed_export_stops_the_download(models_dir: Path, start_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
