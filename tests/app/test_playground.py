@@ -402,9 +402,13 @@ def promote_and_roll_back(page: Page, api: httpx.Client) -> None:
 
 def on_a_phone(page: Page) -> None:
     """Every view fits a phone's width: no sideways scrolling."""
+    from playwright.sync_api import expect
+
     page.set_viewport_size({"width": 375, "height": 740})
     for view in ("Gallery", "Interpolation", "Discriminator", "Models", "Jobs"):
-        page.get_by_role("tab", name=view).click()
+        tab = page.get_by_role("tab", name=view)
+        tab.click()
+        expect(tab).to_have_attribute("aria-selected", "true")  # shown on hashchange, later
         assert page.evaluate("document.documentElement.scrollWidth <= innerWidth"), view
 
 
