@@ -38,6 +38,7 @@ TINY_JOB = {
     "eval_samples": 100,
     "log_every": 2,
     "checkpoint_every": 10,
+    "usefulness.classifier_steps": 20,
 }
 
 Start = Callable[..., Container]
