@@ -59,6 +59,9 @@ def test_a_download_resumes_a_cut_shard_and_refetches_a_corrupt_one(
     assert labels is not None and set(labels.tolist()) == {0, 9}
 
     with GanClient(url) as gan:
+        kinds = [kind for kind, _ in gan.events(job)]  # an export's progress, as a job's
+        assert kinds[0] == "start" and "progress" in kinds and kinds[-2:] == ["completed", "state"]
+        assert gan.wait(job)["progress"]["images"] == 50
         gan.delete_export(job)  # the server's copy; the download stays
         with pytest.raises(NotFoundError):
             gan.job(job)
