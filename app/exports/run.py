@@ -124,7 +124,11 @@ def _write(
     labels: np.ndarray | None,
     num_classes: int,
 ) -> dict[str, Any]:
-    """Write a shard whole (temporary name, fsync, rename) and return its index entry."""
+    """Write a shard whole (temporary name, fsync, rename) and return its index entry.
+
+    ``core.atomic.write_atomic``'s steps, but streamed into the file: building the shard in
+    memory first and handing over its bytes made exports about a tenth slower (measured).
+    """
     fd, tmp = tempfile.mkstemp(dir=files.root, prefix=f".{name}.")
     try:
         with os.fdopen(fd, "w+b") as f:

@@ -24,6 +24,7 @@ from app.exports.plan import ExportSpec, check_for_model, shard_count
 from app.jobs.datasets import DatasetStore
 from app.jobs.queue import JobQueue
 from app.jobs.store import TERMINAL, Job, Progress, Promote
+from app.serving.generation import check_truncation
 from app.settings import Settings
 from core.errors import (
     Conflict,
@@ -101,9 +102,7 @@ class JobService:
         limit = self.settings.max_export_images
         if spec.n > limit:
             raise InvalidInput(f"n={spec.n} is over the limit of {limit} images", field="n")
-        floor = self.settings.min_truncation
-        if spec.truncation is not None and spec.truncation < floor:
-            raise InvalidInput(f"truncation must be at least {floor}", field="truncation")
+        check_truncation(spec.truncation, self.settings.min_truncation)
         # npz: the pixels, a seed and a label; tar: three members of at least 1 KiB each
         # (a 512-byte header, data padded to 512) and a PNG about the pixels' size.
         per_image = math.prod(manifest.image_shape) + (3 * 1024 if spec.format == "tar" else 16)
